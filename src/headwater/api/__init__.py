@@ -1,0 +1,1 @@
+"""HTTP layer: native management API and the public API dialects."""

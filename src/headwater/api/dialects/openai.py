@@ -1,0 +1,197 @@
+"""Waterflai's OpenAI-compatible route (CONTRACTS §4): `model` names a chatbot app.
+
+The official `openai` SDK must work unmodified against `<server>/v1`, so the
+request accepts the fields OpenAI defines (ignoring ones we have no use for)
+and the responses carry exactly the shapes the SDK parses. Our one addition is
+`conversation_id`: given, the server keeps the memory; absent, the client's
+`messages` are the whole history, as with OpenAI itself.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import aclosing
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
+from headwater.api.sse import sse_response
+from headwater.engine import events as ev
+from headwater.errors import InvalidInput
+from headwater.providers.base import ChatMessage, GenerationParams, ImagePart, ProviderError
+from headwater.services.apps import AppService
+from headwater.services.chat import ChatService, TurnRequest
+
+router = APIRouter(tags=["openai"])
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+    image_url: dict[str, Any] | str | None = None
+
+
+class InputMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # OpenAI clients send many optional fields (n, user, seed, logprobs...): accepted and ignored.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    messages: list[InputMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    conversation_id: str | None = Field(default=None, max_length=200)
+    user: str | None = Field(default=None, max_length=200)
+
+
+def _split_content(message: InputMessage) -> tuple[str, list[ImagePart]]:
+    if message.content is None:
+        return "", []
+    if isinstance(message.content, str):
+        return message.content, []
+    texts, images = [], []
+    for part in message.content:
+        if part.type == "text":
+            texts.append(part.text or "")
+        elif part.type == "image_url":
+            url = part.image_url.get("url") if isinstance(part.image_url, dict) else part.image_url
+            if not url or not (url.startswith("data:image/") or url.startswith("https://")):
+                raise InvalidInput("image_url must be an https URL or a data:image/... URI")
+            images.append(ImagePart(url=url))
+        else:
+            raise InvalidInput(f"content part type '{part.type}' is not supported")
+    return "\n".join(texts), images
+
+
+def _turn_inputs(body: ChatCompletionRequest) -> tuple[str, list[ImagePart], list[ChatMessage], str | None]:
+    """Split the request into (new user message, its images, earlier turns, extra system text)."""
+    last = body.messages[-1]
+    if last.role != "user":
+        raise InvalidInput("the last message must have role 'user'")
+    message, images = _split_content(last)
+    history: list[ChatMessage] = []
+    system_parts: list[str] = []
+    for item in body.messages[:-1]:
+        text, _ = _split_content(item)
+        if item.role in ("system", "developer"):
+            system_parts.append(text)
+        elif item.role in ("user", "assistant"):
+            history.append(ChatMessage(role=item.role, content=text))
+    return message, images, history, "\n\n".join(p for p in system_parts if p) or None
+
+
+def _params(body: ChatCompletionRequest) -> GenerationParams:
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    return GenerationParams(
+        temperature=body.temperature, top_p=body.top_p,
+        max_tokens=body.max_completion_tokens or body.max_tokens, stop=stop,
+    )
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, db: DbSession, runtime: RuntimeDep):
+    snapshot = await AppService(db).snapshot(principal.workspace_id, body.model)
+    if snapshot.app.kind != "chatbot":
+        raise InvalidInput(f"'{body.model}' is a {snapshot.app.kind} app; this route serves chatbot apps")
+    await db.close()  # the turn opens its own sessions; don't hold this connection during generation
+    message, images, history, extra_system = _turn_inputs(body)
+    turn = await ChatService(runtime).prepare(TurnRequest(
+        workspace_id=principal.workspace_id, snapshot=snapshot, message=message, images=images,
+        session_id=body.conversation_id, user_id=body.user,
+        history=None if body.conversation_id else history,
+        extra_system=extra_system, params=_params(body), source="openai",
+    ))
+    completion_id = f"chatcmpl-{turn.run_id}"
+    created = int(time.time())
+    if not body.stream:
+        result = await turn.collect()
+        if result.status == "failed":
+            raise _failure(result.error)
+        return {
+            "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                         "finish_reason": _finish_reason(result.finish_reason), "logprobs": None}],
+            "usage": result.usage.as_dict(),
+            "conversation_id": result.session_id,
+            "system_fingerprint": None,
+        }
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return sse_response(_stream_chunks(turn, completion_id, created, body.model, include_usage))
+
+
+async def _stream_chunks(turn, completion_id: str, created: int, model: str, include_usage: bool):
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
+        payload = {
+            "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "conversation_id": turn.session_id,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            **extra,
+        }
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    failed = False
+    async with aclosing(turn.events()) as events:
+        async for event in events:
+            if event.type == ev.TOKEN:
+                yield chunk({"content": event.data["text"]})
+            elif event.type == ev.ERROR:
+                # The openai SDK raises APIError on a chunk carrying "error": never a silent truncation.
+                failed = True
+                error = {"message": event.data["message"], "type": event.data["code"]}
+                yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+            elif event.type == ev.RUN_FINISHED and not failed:
+                yield chunk({}, _finish_reason(event.data.get("finish_reason")))
+                if include_usage:
+                    yield b"data: " + orjson.dumps({
+                        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                        "choices": [], "usage": event.data["usage"], "conversation_id": turn.session_id,
+                    }) + b"\n\n"
+    if not failed:
+        yield b"data: [DONE]\n\n"
+
+
+def _finish_reason(reason: str | None) -> str:
+    return reason if reason in ("stop", "length", "content_filter", "tool_calls") else "stop"
+
+
+def _failure(error: dict[str, Any] | None):
+    message = (error or {}).get("message", "model call failed")
+    if (error or {}).get("code") == "invalid_input":
+        return InvalidInput(message)
+    return ProviderError(message, status=(error or {}).get("status"))
+
+
+@router.get("/v1/models")
+async def list_models(principal: ChatbotKey, db: DbSession):
+    snapshots = await AppService(db).list_snapshots(principal.workspace_id, kind="chatbot")
+    return {
+        "object": "list",
+        "data": [
+            {"id": s.app.slug, "object": "model", "created": int(s.app.created_at.timestamp()),
+             "owned_by": "headwater", "app_id": s.app.id, "name": s.app.name}
+            for s in snapshots
+        ],
+    }

@@ -1,0 +1,51 @@
+"""One Settings object, read from HEADWATER_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEADWATER_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./data"), description="Where the SQLite file, model and keys live.")
+    database_url: str | None = Field(default=None, description="Default: a SQLite file in data_dir.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    admin_key: SecretStr | None = None
+    admin_user: str = "admin"
+    admin_password: SecretStr | None = None
+    # Encrypts provider secrets at rest; generated into data_dir when unset.
+    secret_key: SecretStr | None = None
+
+    rate_limit_per_minute: int = 120
+    max_body_bytes: int = 10 * 1024 * 1024
+
+    local_model_path: Path | None = Field(default=None, description="A GGUF file; default: the packaged Gemma 3 270M.")
+    local_model_threads: int | None = None
+    local_model_context: int = 2048
+    # The package's deterministic fake provider (`fake/...` models), for tests and demos.
+    enable_fake_provider: bool = False
+
+    provider_timeout_seconds: float = 60.0
+    provider_max_retries: int = 2
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'headwater.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

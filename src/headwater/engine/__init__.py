@@ -1,0 +1,1 @@
+"""The execution engine: events, and (with the flow engine) graphs, scheduler and nodes."""

@@ -1,0 +1,53 @@
+"""Engine events (CONTRACTS §3): one typed stream per run that every dialect maps.
+
+Types: run_started, node_started, token, node_finished, citations,
+human_input_required, run_finished, error. `seq` increases by one per event
+within a run and doubles as the SSE event id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from headwater.store.models import utcnow
+
+RUN_STARTED = "run_started"
+NODE_STARTED = "node_started"
+TOKEN = "token"
+NODE_FINISHED = "node_finished"
+CITATIONS = "citations"
+HUMAN_INPUT_REQUIRED = "human_input_required"
+RUN_FINISHED = "run_finished"
+ERROR = "error"
+
+
+@dataclass(slots=True)
+class Event:
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime = field(default_factory=utcnow)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "type": self.type, "data": self.data, "created_at": self.created_at.isoformat()}
+
+
+class EventLog:
+    """Numbers a run's events and keeps those not yet written to the store."""
+
+    def __init__(self, run_id: str, start_seq: int = 0):
+        self.run_id = run_id
+        self._seq = start_seq
+        self._unsaved: list[Event] = []
+
+    def emit(self, type_: str, data: dict[str, Any]) -> Event:
+        self._seq += 1
+        event = Event(self._seq, type_, data)
+        self._unsaved.append(event)
+        return event
+
+    def take_unsaved(self) -> list[Event]:
+        events, self._unsaved = self._unsaved, []
+        return events

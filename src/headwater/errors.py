@@ -1,0 +1,54 @@
+"""The typed error hierarchy shared by services, engine and providers.
+
+`HeadwaterError` subclasses carry the HTTP status they map to, so the API layer
+turns any of them into `{"detail": ...}` without knowing where it came from.
+User mistakes (4xx) and run-time failures (5xx, provider errors) stay distinct.
+"""
+
+from __future__ import annotations
+
+
+class HeadwaterError(Exception):
+    status_code = 500
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(HeadwaterError):
+    status_code = 400
+
+
+class Unauthorized(HeadwaterError):
+    status_code = 401
+
+
+class Forbidden(HeadwaterError):
+    status_code = 403
+
+
+class NotFound(HeadwaterError):
+    status_code = 404
+
+
+class Conflict(HeadwaterError):
+    status_code = 409
+
+
+class PayloadTooLarge(HeadwaterError):
+    status_code = 413
+
+
+class InvalidInput(HeadwaterError):
+    """Well-formed JSON whose meaning is wrong (unknown model, empty messages)."""
+
+    status_code = 422
+
+
+class RateLimited(HeadwaterError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: float):
+        super().__init__(detail)
+        self.retry_after = retry_after

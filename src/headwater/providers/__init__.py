@@ -1,0 +1,1 @@
+"""Model providers: one module per vendor, all behind `ChatProvider` (see base.py)."""

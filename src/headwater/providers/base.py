@@ -1,0 +1,162 @@
+"""The contract every model provider fulfils.
+
+A provider turns a list of chat messages into a stream of `ChatDelta`s. The
+last delta of a successful stream carries `usage` and `finish_reason`. Every
+provider streams; non-streaming callers collect with `complete()`.
+
+Failures are raised as `ProviderError` subclasses carrying the upstream HTTP
+status and `retry_after`, so callers (and `with_retries`) can tell a transient
+failure (429, 5xx, timeout) from a permanent one (400, 401, unknown model).
+Cancellation is cooperative: closing the async iterator (or cancelling the task
+consuming it) must stop the upstream generation promptly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from headwater.errors import HeadwaterError
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(slots=True)
+class ImagePart:
+    """An image for multimodal models: a data: URI or an https URL."""
+
+    url: str
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+    images: list[ImagePart] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GenerationParams:
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: "Usage") -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(slots=True)
+class ChatDelta:
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str
+    usage: Usage
+    finish_reason: str
+
+
+class ProviderError(HeadwaterError):
+    """A model call failed. `status` is the upstream HTTP status when there was one."""
+
+    status_code = 502
+    retryable = False
+
+    def __init__(self, detail: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ProviderRateLimited(ProviderError):
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx or connection failure upstream."""
+
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    status_code = 504
+    retryable = True
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused our credentials: a configuration problem, not the caller's."""
+
+
+class ProviderBadRequest(ProviderError):
+    """The provider refused the request itself (unknown model, context too long)."""
+
+    status_code = 422
+
+
+class ChatProvider(ABC):
+    """One configured provider instance (holds its client and connection pool)."""
+
+    #: Whether `ImagePart`s are accepted for this provider's models.
+    accepts_images: bool = False
+
+    @abstractmethod
+    def stream_chat(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[ChatDelta]:
+        """Yield deltas; the last one carries usage and finish_reason."""
+
+    async def list_models(self) -> list[str]:
+        return []
+
+    async def aclose(self) -> None:
+        """Release clients and pools."""
+
+    async def complete(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> Completion:
+        parts: list[str] = []
+        usage = Usage()
+        finish_reason = "stop"
+        async for delta in self.stream_chat(model, messages, params):
+            parts.append(delta.text)
+            if delta.usage is not None:
+                usage = delta.usage
+            if delta.finish_reason:
+                finish_reason = delta.finish_reason
+        return Completion(text="".join(parts), usage=usage, finish_reason=finish_reason)
+
+
+@dataclass(slots=True)
+class ProviderConfig:
+    """What is stored for a provider; `api_key` is the decrypted secret, never serialised out."""
+
+    name: str
+    type: str
+    base_url: str | None = None
+    api_key: str | None = None
+    models: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,55 @@
+"""Per-key request limits: a fixed one-minute window per key, kept in process memory.
+
+A fixed window is cheap (one dict lookup per request) and its reset time is
+exactly what `X-RateLimit-Reset` reports. With several API processes each
+enforces its own window; a shared Redis window belongs to scale-out mode.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+WINDOW_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_after)),
+        }
+
+
+class RateLimiter:
+    def __init__(self, default_per_minute: int, clock=time.monotonic):
+        self.default_per_minute = default_per_minute
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def hit(self, key_id: str, limit: int | None = None) -> RateDecision:
+        limit = limit or self.default_per_minute
+        now = self._clock()
+        started, count = self._windows.get(key_id, (now, 0))
+        if now - started >= WINDOW_SECONDS:
+            started, count = now, 0
+        reset_after = WINDOW_SECONDS - (now - started)
+        if count >= limit:
+            self._windows[key_id] = (started, count)
+            return RateDecision(False, limit, 0, reset_after)
+        count += 1
+        self._windows[key_id] = (started, count)
+        if len(self._windows) > 100_000:  # forget idle keys rather than grow without bound
+            self._prune(now)
+        return RateDecision(True, limit, limit - count, reset_after)
+
+    def _prune(self, now: float) -> None:
+        self._windows = {k: v for k, v in self._windows.items() if now - v[0] < WINDOW_SECONDS}

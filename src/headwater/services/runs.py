@@ -1,0 +1,69 @@
+"""Run records and their persisted event trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from headwater.engine.events import Event
+from headwater.errors import NotFound
+from headwater.store.models import Run, RunEvent
+
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+async def save_events(db: AsyncSession, run_id: str, events: list[Event]) -> None:
+    """One multi-row INSERT for a batch: token streams produce many small events."""
+    if events:
+        await db.execute(
+            insert(RunEvent),
+            [
+                {"run_id": run_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
+                for e in events
+            ],
+        )
+
+
+class RunService:
+    def __init__(self, db: AsyncSession):
+        self.db = db
+
+    async def get(self, workspace_id: str, run_id: str) -> Run:
+        run = await self.db.scalar(select(Run).where(Run.workspace_id == workspace_id, Run.id == run_id))
+        if run is None:
+            raise NotFound("run not found")
+        return run
+
+    async def events(self, workspace_id: str, run_id: str, after_seq: int = 0) -> list[RunEvent]:
+        await self.get(workspace_id, run_id)
+        rows = await self.db.scalars(
+            select(RunEvent).where(RunEvent.run_id == run_id, RunEvent.seq > after_seq).order_by(RunEvent.seq)
+        )
+        return list(rows)
+
+    async def list(self, workspace_id: str, app_id: str | None = None, limit: int = 50) -> list[Run]:
+        query = select(Run).where(Run.workspace_id == workspace_id)
+        if app_id:
+            query = query.where(Run.app_id == app_id)
+        return list(await self.db.scalars(query.order_by(Run.created_at.desc()).limit(limit)))
+
+
+def run_public(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "app_id": run.app_id,
+        "app_version": run.app_version,
+        "session_id": run.session_id,
+        "status": run.status,
+        "source": run.source,
+        "inputs": run.inputs,
+        "outputs": run.outputs,
+        "usage": run.usage,
+        "error": run.error,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "elapsed_ms": run.elapsed_ms,
+    }
