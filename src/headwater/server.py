@@ -9,10 +9,9 @@ from fastapi import FastAPI
 from headwater.api.responses import FastJSONResponse
 
 from headwater import __version__
-from headwater.api.dialects import openai as openai_dialect
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodySizeLimit, RateLimitHeaders
-from headwater.api.native import apps, health, keys, providers, runs, sessions, workspaces
+from headwater.api.routes import ROUTER_MODULES
 from headwater.config import Settings, get_settings
 from headwater.providers.registry import ProviderPool
 from headwater.ratelimit import RateLimiter
@@ -59,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Headwater", version=__version__, lifespan=lifespan, default_response_class=FastJSONResponse,
     )
     install_error_handlers(app)
-    for module in (health, workspaces, keys, apps, providers, sessions, runs, openai_dialect):
+    for module in ROUTER_MODULES:
         app.include_router(module.router)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -171,6 +171,7 @@ def dump_database(database_url: str) -> str:
     from sqlalchemy import select
 
     from headwater.store.db import create_engine
+    import headwater.store.all_models  # noqa: F401
     from headwater.store.models import Base
 
     async def dump() -> str:

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import headwater.store.all_models  # noqa: F401  (registers every table)
 from headwater.store.models import Base
 
 target_metadata = Base.metadata
