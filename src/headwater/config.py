@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # The package's deterministic fake provider (`fake/...` models), for tests and demos.
     enable_fake_provider: bool = False
 
+    # Background jobs (async runs, ingestion) run at most this many at once per process.
+    background_concurrency: int = 4
+
     provider_timeout_seconds: float = 60.0
     provider_max_retries: int = 2
 

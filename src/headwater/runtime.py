@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from headwater.config import Settings
 from headwater.providers.registry import ProviderPool
+from headwater.queue.inprocess import InProcessQueue
 from headwater.ratelimit import RateLimiter
 from headwater.services.providers import ProviderService
 from headwater.services.secrets_box import SecretBox
@@ -21,6 +22,7 @@ class Runtime:
     providers: ProviderPool
     secrets: SecretBox
     rate_limiter: RateLimiter
+    jobs: InProcessQueue
 
     def provider_service(self, db: AsyncSession) -> ProviderService:
         return ProviderService(db, self.settings, self.providers, self.secrets)

@@ -14,6 +14,7 @@ from headwater.api.middleware import BodySizeLimit, RateLimitHeaders
 from headwater.api.routes import ROUTER_MODULES
 from headwater.config import Settings, get_settings
 from headwater.providers.registry import ProviderPool
+from headwater.queue.inprocess import InProcessQueue
 from headwater.ratelimit import RateLimiter
 from headwater.runtime import Runtime
 from headwater.services.secrets_box import SecretBox
@@ -31,14 +32,17 @@ async def build_runtime(settings: Settings) -> Runtime:
     sessionmaker = create_sessionmaker(engine)
     async with sessionmaker() as db:
         await bootstrap(db, settings)
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         engine=engine,
         sessionmaker=sessionmaker,
         providers=ProviderPool(settings),
         secrets=SecretBox(settings),
         rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+        jobs=InProcessQueue(settings.background_concurrency),
     )
+    runtime.jobs.bind(runtime)
+    return runtime
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,9 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         runtime = await build_runtime(settings)
         app.state.runtime = runtime
+        await runtime.jobs.recover()
         try:
             yield
         finally:
+            await runtime.jobs.close()
             await runtime.providers.aclose()
             await runtime.engine.dispose()
 

@@ -1,3 +1,4 @@
 """Imports every module that defines tables, so Base.metadata (Alembic, tests) sees them all."""
 
 from headwater.store import models  # noqa: F401
+from headwater.store import job_models  # noqa: F401
