@@ -18,6 +18,8 @@ from headwater.providers.base import (
 )
 from headwater.providers.local_llama import (
     DEFAULT_MODEL_NAME,
+    TRANSCRIPT_EXAMPLES,
+    TRANSCRIPT_INTRO,
     LocalLlamaProvider,
     build_prompt,
     load_local_model,
@@ -61,18 +63,19 @@ def test_prompt_is_a_plain_transcript():
         ChatMessage("user", "What is the capital of France?"),
     ]
     assert transcript(messages) == (
-        "You are Bob.\n\nUser: Hi\nAssistant: Hello!\nUser: What is the capital of France?\nAssistant:"
+        TRANSCRIPT_INTRO + "You are Bob.\n\n" + TRANSCRIPT_EXAMPLES
+        + "User: Hi\nAssistant: Hello!\nUser: What is the capital of France?\nAssistant:"
     )
-    assert transcript([ChatMessage("user", "Hi")]) == "User: Hi\nAssistant:"
+    assert transcript([ChatMessage("user", "Hi")]) == TRANSCRIPT_INTRO + TRANSCRIPT_EXAMPLES + "User: Hi\nAssistant:"
 
 
 def test_long_history_drops_oldest_turns_to_fit():
     history = [ChatMessage("user" if i % 2 == 0 else "assistant", f"message {i} " + "word " * 20) for i in range(40)]
     messages = [ChatMessage("system", "Stay kind."), *history, ChatMessage("user", "last question")]
-    tokens = build_prompt(WordTokenizer(200), messages, 50)
-    assert len(tokens) <= 150
-    text = transcript(messages, n_ctx=200, max_new=50)
-    assert text.startswith("Stay kind.\n\n") and text.endswith("User: last question\nAssistant:")
+    tokens = build_prompt(WordTokenizer(260), messages, 50)
+    assert len(tokens) <= 210
+    text = transcript(messages, n_ctx=260, max_new=50)
+    assert text.startswith(TRANSCRIPT_INTRO + "Stay kind.\n\n") and text.endswith("User: last question\nAssistant:")
     assert "message 0 " not in text and "message 39 " in text
 
 
@@ -198,7 +201,7 @@ def test_real_tokenizer_prompt_fits_the_context(local_provider):
     tokens = build_prompt(llm, [ChatMessage("system", "Be nice."), *history, *QUESTION], 256)
     assert 1500 < len(tokens) <= llm.n_ctx() - 256
     text = llm.detokenize(tokens).decode()
-    assert text.startswith("Be nice.\n\n") and text.endswith("User: What is the capital of France?\nAssistant:")
+    assert text.startswith(TRANSCRIPT_INTRO + "Be nice.\n\n") and text.endswith("User: What is the capital of France?\nAssistant:")
     assert "fact number 0 " not in text and "fact number 119 " in text
 
 

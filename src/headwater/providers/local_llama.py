@@ -37,6 +37,7 @@ from headwater.providers.base import (
     ProviderUnavailable,
     Usage,
 )
+from headwater.providers.transcript_guard import TranscriptGuard
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -62,6 +63,17 @@ DEFAULT_TEMPERATURE = 0.2
 # The model continues the transcript; these end its turn before it starts
 # writing the user's next line itself.
 TURN_STOPS = ["\nUser:", "\nAssistant:"]
+# A base model imitates what it reads. Without worked examples it mostly
+# repeats the question ("Name a colour." -> "Name a colour."); with two short
+# ones it answers ("Red."). Measured on the packaged Gemma 3 270M, greedy.
+TRANSCRIPT_INTRO = (
+    "The following is a conversation between a user and a helpful assistant. "
+    "The assistant answers in complete sentences.\n\n"
+)
+TRANSCRIPT_EXAMPLES = (
+    "User: What is the capital of Italy?\nAssistant: The capital of Italy is Rome.\n\n"
+    "User: Name an animal that can fly.\nAssistant: A bird can fly.\n\n"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +186,7 @@ def build_prompt(llm: Llama, messages: list[ChatMessage], max_new_tokens: int) -
     failing to answer because the chat got long would be worse.
     """
     system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
-    head = f"{system}\n\n" if system else ""
+    head = TRANSCRIPT_INTRO + (f"{system}\n\n" if system else "") + TRANSCRIPT_EXAMPLES
     turns = [
         f"{'Assistant' if m.role == 'assistant' else 'User'}: {m.content}\n"
         for m in messages
@@ -249,22 +261,30 @@ def _generate(job: _Job) -> None:
         raw: list[str] = []
         finish_reason = "stop"
         started = False
+        guard = TranscriptGuard(_last_user_text(job.messages))
         try:
             for chunk in chunks:
                 if job.cancelled.is_set():
                     return
                 choice = chunk["choices"][0]
                 raw.append(choice["text"])
-                text = choice["text"] if started else choice["text"].lstrip()
+                piece = choice["text"] if started else choice["text"].lstrip()
+                started = started or bool(piece)
+                text = guard.feed(piece)
                 if text:
-                    started = True
                     job.emit("text", text)
+                if guard.stopped:
+                    finish_reason = "stop"
+                    break
                 if choice["finish_reason"]:
                     finish_reason = choice["finish_reason"]
         finally:
             chunks.close()
         if job.cancelled.is_set():
             return
+        tail = guard.finish().rstrip()
+        if tail:
+            job.emit("text", tail)
         answer = "".join(raw)
         completion_tokens = len(llm.tokenize(answer.encode(), add_bos=False, special=False)) if answer else 0
         job.emit("done", (Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens), finish_reason))
@@ -273,6 +293,10 @@ def _generate(job: _Job) -> None:
     except Exception as exc:
         log.exception("local model generation failed")
         job.emit("error", ProviderError(f"local model failed: {type(exc).__name__}: {exc}"))
+
+
+def _last_user_text(messages: list[ChatMessage]) -> str:
+    return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
 class LocalLlamaProvider(ChatProvider):
