@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: serve test install install-test services bench clean
+.PHONY: serve test install install-test system-packages services bench bench-profile clean
 
-serve: install
+serve: install system-packages
 	$(VENV)/bin/headwater serve
 
-test: install-test services
+test: install-test system-packages services
 	$(PY) -m pytest
 
 install: $(VENV)/.runtime-installed
@@ -27,6 +27,23 @@ $(VENV)/.runtime-installed: pyproject.toml scripts/install_llama.sh
 $(VENV)/.test-installed: $(VENV)/.runtime-installed
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
+
+# Every benchmark scenario against its baselines; writes bench/REPORT.md and bench/charts/*.png.
+bench: BENCH_STARTED := $(shell date +%s)
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench --started-at $(BENCH_STARTED)
+
+# Hot-path profile of Headwater under load (py-spy); see bench/profile.py for the options.
+bench-profile: $(VENV)/.bench-installed
+	$(PY) -m bench.profile $(PROFILE_ARGS)
+
+$(VENV)/.bench-installed: $(VENV)/.runtime-installed
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
+
+# Debian packages (bubblewrap for the code node, speech and PDF tools for the tests); only missing ones.
+system-packages:
+	bash scripts/install_system_packages.sh
 
 # PostgreSQL and Redis run as services on these machines; start them if they stopped.
 services:

@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     provider_timeout_seconds: float = 60.0
     provider_max_retries: int = 2
 
+    # Speech-to-text for audio uploads: "<provider>/<model>" of an OpenAI-compatible
+    # /v1/audio/transcriptions provider (e.g. "openai/whisper-1"); unset = offline pocketsphinx (English).
+    transcription_model: str | None = None
+
+    # Flow engine: the `code` node runs only when enabled; default time limits per node and per run segment.
+    code_node_enabled: bool = False
+    flow_node_timeout_seconds: float = 600.0
+    flow_run_timeout_seconds: float = 3600.0
+    # User-given URLs (http_request node, URL ingestion) may reach private addresses: intranet setups only.
+    egress_allow_private: bool = False
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -40,6 +40,12 @@ class PayloadTooLarge(HeadwaterError):
     status_code = 413
 
 
+class UnsupportedMediaType(HeadwaterError):
+    """A file whose type is not accepted, or whose content does not match its name."""
+
+    status_code = 415
+
+
 class InvalidInput(HeadwaterError):
     """Well-formed JSON whose meaning is wrong (unknown model, empty messages)."""
 

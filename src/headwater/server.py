@@ -21,6 +21,7 @@ from headwater.services.secrets_box import SecretBox
 from headwater.services.workspaces import bootstrap
 from headwater.store.db import create_engine, create_sessionmaker
 from headwater.store.migrate import upgrade_to_head
+from headwater.services import flow_jobs  # noqa: F401  (registers the `flow_run` job handler)
 
 log = logging.getLogger("headwater")
 

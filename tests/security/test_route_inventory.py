@@ -17,6 +17,8 @@ PUBLIC = {
     ("GET", "/docs"),
     ("GET", "/docs/oauth2-redirect"),
     ("GET", "/redoc"),
+    # The flowise SDK asks this without credentials; it answers only yes/404 (tests/dialects/test_flowise.py).
+    ("GET", "/api/v1/chatflows-streaming/{app_id}"),
 }
 
 

@@ -24,7 +24,9 @@ from headwater.services.workspaces import DEFAULT_WORKSPACE_ID
 RATE_LIMIT_STATE = "rate_limit_headers"
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool,
+    # a thread hop on every request for one attribute read.
     return request.app.state.runtime
 
 
@@ -96,6 +98,20 @@ async def get_principal(request: Request, runtime: RuntimeDep, db: DbSession) ->
     return principal
 
 
+async def get_optional_principal(request: Request, runtime: RuntimeDep, db: DbSession) -> Principal | None:
+    """The caller when credentials are sent, None when none are: for routes that also serve public apps.
+
+    Credentials that are sent but wrong are still 401, so a bad or revoked key never
+    quietly degrades to anonymous. Anonymous callers share one rate-limit window per
+    client address (the route decides what, if anything, they may reach).
+    """
+    if "x-api-key" not in request.headers and "authorization" not in request.headers:
+        host = request.client.host if request.client else "unknown"
+        _apply_rate_limit(request, runtime, Principal(workspace_id="", scopes=frozenset(), key_id=f"anonymous:{host}"))
+        return None
+    return await get_principal(request, runtime, db)
+
+
 def require_scope(scope: str):
     async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.has_scope(scope):
@@ -112,6 +128,8 @@ async def get_instance_admin(principal: Annotated[Principal, Depends(get_princip
 
 
 AnyKey = Annotated[Principal, Depends(get_principal)]
+# None for a caller without credentials; the route must then check the object is public.
+OptionalKey = Annotated[Principal | None, Depends(get_optional_principal)]
 AdminKey = Annotated[Principal, Depends(require_scope("admin"))]
 ChatbotKey = Annotated[Principal, Depends(require_scope("chatbot"))]
 InstanceAdmin = Annotated[Principal, Depends(get_instance_admin)]

@@ -1,7 +1,14 @@
 """Every router the server mounts. Adding a dialect or a resource is adding one line here."""
 
 from headwater.api.dialects import openai as openai_dialect
+from headwater.api.dialects import flowise as flowise_dialect
+from headwater.api.dialects import wayscloud as wayscloud_dialect
+from headwater.api.dialects import waterflai as waterflai_dialect
 from headwater.api.native import apps, health, keys, providers, runs, sessions, workspaces
+from headwater.api.native import knowledge
+from headwater.api.native import metrics
+from headwater.api.dialects import flowise_upsert
+import headwater.knowledge.ingest  # noqa: F401,E402  (registers the ingest_document job handler)
 
 ROUTER_MODULES = [
     health,
@@ -11,5 +18,11 @@ ROUTER_MODULES = [
     providers,
     sessions,
     runs,
+    metrics,
+    knowledge,
+    flowise_upsert,
     openai_dialect,
+    waterflai_dialect,
+    wayscloud_dialect,
+    flowise_dialect,
 ]

@@ -11,6 +11,7 @@ from starlette.responses import StreamingResponse
 PING_INTERVAL_SECONDS = 15.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 _END = object()
+_PING = b": ping\n\n"
 
 
 def sse_response(frames: AsyncIterator[bytes | str], ping_interval: float = PING_INTERVAL_SECONDS) -> StreamingResponse:
@@ -25,6 +26,8 @@ def sse_response(frames: AsyncIterator[bytes | str], ping_interval: float = PING
 
 async def _with_pings(frames: AsyncIterator[bytes | str], ping_interval: float) -> AsyncIterator[bytes | str]:
     queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
 
     async def pump():
         try:
@@ -35,20 +38,44 @@ async def _with_pings(frames: AsyncIterator[bytes | str], ping_interval: float) 
             return
         await queue.put(_END)
 
+    # One timer per stream instead of a timeout on every wait: `wait_for` made a task and a
+    # timer for each frame, which under many streams cost more than relaying the frame.
+    def ping_when_quiet():
+        nonlocal timer
+        quiet_for = loop.time() - last_sent
+        if quiet_for >= ping_interval and queue.empty():
+            queue.put_nowait(_PING)
+            quiet_for = 0.0
+        timer = loop.call_later(max(ping_interval - quiet_for, 0.01), ping_when_quiet)
+
     task = asyncio.create_task(pump())
+    timer = loop.call_later(ping_interval, ping_when_quiet)
+    held = None  # an item taken out of the queue while gathering frames, handled next
     try:
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), ping_interval)
-            except TimeoutError:
-                yield b": ping\n\n"
-                continue
+            item = held if held is not None else await queue.get()
+            held = None
             if item is _END:
                 break
             if isinstance(item, Exception):
                 raise item
+            if isinstance(item, str):
+                item = item.encode()
+            # Frames that queued up meanwhile go out in one write: a socket write per
+            # frame was the largest single cost of relaying a busy stream.
+            if not queue.empty():
+                frames_now = [item]
+                while not queue.empty():
+                    following = queue.get_nowait()
+                    if following is _END or isinstance(following, Exception):
+                        held = following
+                        break
+                    frames_now.append(following.encode() if isinstance(following, str) else following)
+                item = b"".join(frames_now)
+            last_sent = loop.time()
             yield item
     finally:
+        timer.cancel()
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -51,3 +51,11 @@ class EventLog:
     def take_unsaved(self) -> list[Event]:
         events, self._unsaved = self._unsaved, []
         return events
+
+    def restore_unsaved(self, events: list[Event]) -> None:
+        """Put back a batch whose write failed, ahead of anything emitted since."""
+        self._unsaved[:0] = events
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq

@@ -16,6 +16,7 @@ which frees the worker for the next request.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import threading
@@ -155,6 +156,16 @@ def _ensure_loaded(settings: Settings) -> _Loaded:
         _loaded = _Loaded(key=key, llm=llm, load_seconds=time.perf_counter() - started)
         log.info("loaded local model %s in %.2fs", path, _loaded.load_seconds)
         return _loaded
+
+
+@atexit.register
+def _free_model_at_exit() -> None:
+    # llama-cpp-python's own finaliser runs after its C bindings are torn down
+    # at interpreter exit and prints a TypeError; freeing it first avoids that.
+    global _loaded
+    if _loaded is not None:
+        _loaded.llm.close()
+        _loaded = None
 
 
 async def load_local_model(settings: Settings) -> dict[str, Any]:

@@ -1,20 +1,29 @@
 """Any server speaking OpenAI's chat-completions API: OpenAI itself, Ollama,
 vLLM, llama.cpp's server, LM Studio.
 
-The official SDK does the HTTP and SSE parsing; this module only translates
-our messages in, deltas out, and SDK exceptions into `ProviderError`s. The
-SDK's own retries are off because `stream_with_retries` must be the only
-layer deciding about retries (it knows whether text already went out).
+The chat stream, the hot path of every call, is one plain HTTP request on a
+pooled client with the SSE parsed here (orjson, no per-chunk objects): the
+official SDK validated and transformed every request and built a pydantic
+object per chunk, which cost more CPU than everything else in a call (see
+bench/REPORT.md). The SDK is kept for the rest (listing models), built on
+first use. Failures map to the same `ProviderError`s either way. Retries are
+off in both because `stream_with_retries` must be the only layer deciding
+about retries (it knows whether text already went out).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import openai
+import orjson
+
+try:  # the SDK's own HTTP client (a maintained httpx fork whose pool scales with connections)
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - older SDKs bring plain httpx
+    import httpx
 
 from headwater.providers.base import (
     ChatDelta,
@@ -29,12 +38,20 @@ from headwater.providers.base import (
 from headwater.providers.http_errors import error_for_status, parse_retry_after, redact, upstream_message
 from headwater.providers.retry import stream_with_retries
 
+if TYPE_CHECKING:
+    import openai
+
 __all__ = ("OpenAICompatibleProvider", "estimate_tokens")
 
 # Local servers (Ollama, llama.cpp, LM Studio) need no key, but the SDK insists
 # on one and would otherwise read OPENAI_API_KEY from our environment and send
 # the operator's real key to whatever base_url a user configured.
 NO_KEY_PLACEHOLDER = "no-key"
+# Calls in flight per client before another client is added (see _ClientShards), and each
+# client's own limits: a stream holds its connection for its whole length.
+CALLS_PER_SHARD = 32
+SHARD_LIMITS = httpx.Limits(max_connections=4 * CALLS_PER_SHARD, max_keepalive_connections=CALLS_PER_SHARD)
+STREAM_FAILED = "An error occurred during streaming"
 
 
 def estimate_tokens(text: str) -> int:
@@ -67,6 +84,8 @@ class OpenAICompatibleProvider(ChatProvider):
     ):
         options = options or {}
         self.name = name
+        self._base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
+        self._timeout = timeout
         self._api_key = api_key
         self._max_retries = max_retries
         self._retry_base_delay = retry_base_delay
@@ -77,12 +96,24 @@ class OpenAICompatibleProvider(ChatProvider):
         self._max_tokens_param = options.get("max_tokens_param") or (
             "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
         )
-        self._client = openai.AsyncOpenAI(
-            base_url=base_url,
-            api_key=api_key or NO_KEY_PLACEHOLDER,
-            timeout=timeout,
-            max_retries=0,
-        )
+        self._http = _ClientShards(lambda: httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=SHARD_LIMITS,
+            headers={"Authorization": f"Bearer {api_key or NO_KEY_PLACEHOLDER}", "Accept": "text/event-stream"},
+        ))
+        self._completions_url = f"{self._base_url}/chat/completions"
+        self._sdk: openai.AsyncOpenAI | None = None
+
+    @property
+    def _client(self) -> openai.AsyncOpenAI:
+        if self._sdk is None:
+            import openai  # imported on first use: the SDK takes seconds to import, the chat path needs none of it
+
+            self._sdk = openai.AsyncOpenAI(
+                base_url=self._base_url, api_key=self._api_key or NO_KEY_PLACEHOLDER, timeout=self._timeout,
+                max_retries=0,
+            )
+        return self._sdk
 
     def stream_chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
@@ -97,43 +128,85 @@ class OpenAICompatibleProvider(ChatProvider):
     async def _stream_once(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[ChatDelta]:
-        kwargs = self._request_kwargs(params)
+        payload = {"model": model, "messages": [_to_openai(m) for m in messages], "stream": True,
+                   **self._request_kwargs(params)}
         if self._stream_usage:
-            kwargs["stream_options"] = {"include_usage": True}
+            payload["stream_options"] = {"include_usage": True}
         usage: Usage | None = None
         finish_reason: str | None = None
         parts: list[str] = []
+        client = self._http.acquire()
         try:
-            stream = await self._client.chat.completions.create(
-                model=model, messages=[_to_openai(m) for m in messages], stream=True, **kwargs
+            request = client.build_request(
+                "POST", self._completions_url, content=orjson.dumps(payload),
+                headers={"Content-Type": "application/json"},
             )
-        except openai.OpenAIError as exc:
-            raise self._map_error(exc) from None
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            self._http.release()
+            raise self._map_transport_error(exc) from None
+        except BaseException:
+            self._http.release()
+            raise
         try:
-            async for chunk in stream:
-                if chunk.usage is not None:
+            if response.status_code >= 400:
+                raise (await self._status_error(response)) from None
+            async for data in _sse_data(response):
+                if data == b"[DONE]":
+                    break
+                chunk = orjson.loads(data)
+                if not isinstance(chunk, dict):
+                    continue
+                if chunk.get("error"):
+                    message = redact(upstream_message(chunk, STREAM_FAILED), self._api_key)
+                    raise ProviderError(f"{self.name}: upstream error: {message}") from None
+                if chunk_usage := chunk.get("usage"):
                     usage = Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens or 0,
-                        completion_tokens=chunk.usage.completion_tokens or 0,
+                        prompt_tokens=chunk_usage.get("prompt_tokens") or 0,
+                        completion_tokens=chunk_usage.get("completion_tokens") or 0,
                     )
-                for choice in chunk.choices[:1]:
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
+                for choice in (chunk.get("choices") or ())[:1]:
+                    if choice.get("finish_reason"):
+                        finish_reason = choice["finish_reason"]
                     # Empty deltas (the opening role-only chunk) are not passed
                     # on: until real text goes out, a failure can still be retried.
-                    if text := choice.delta.content:
+                    if text := (choice.get("delta") or {}).get("content"):
                         parts.append(text)
                         yield ChatDelta(text=text)
-        except openai.OpenAIError as exc:
-            raise self._map_error(exc) from None
+        except httpx.HTTPError as exc:
+            raise self._map_transport_error(exc) from None
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"{self.name}: upstream sent a malformed stream chunk") from None
         finally:
-            await stream.close()
+            self._http.release()
+            await response.aclose()
         if usage is None:
             usage = Usage(
                 prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
                 completion_tokens=estimate_tokens("".join(parts)),
             )
         yield ChatDelta(usage=usage, finish_reason=finish_reason or "stop")
+
+    async def _status_error(self, response) -> ProviderError:
+        body_bytes = await response.aread()
+        try:
+            body = orjson.loads(body_bytes)
+        except orjson.JSONDecodeError:
+            body = None
+        fallback = body_bytes.decode("utf-8", "replace").strip() or response.reason_phrase or "error"
+        message = redact(upstream_message(body, fallback), self._api_key)
+        return error_for_status(
+            response.status_code,
+            f"{self.name}: upstream returned {response.status_code}: {message}",
+            retry_after=parse_retry_after(response.headers),
+        )
+
+    def _map_transport_error(self, exc: Exception) -> ProviderError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeout(f"{self.name}: request timed out")
+        if isinstance(exc, httpx.TransportError):
+            return ProviderUnavailable(f"{self.name}: cannot connect to the server")
+        return ProviderError(f"{self.name}: {redact(str(exc), self._api_key)}")
 
     def _request_kwargs(self, params: GenerationParams) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
@@ -148,15 +221,21 @@ class OpenAICompatibleProvider(ChatProvider):
         return kwargs
 
     async def list_models(self) -> list[str]:
+        import openai
+
         try:
             return [model.id async for model in self._client.models.list()]
         except openai.OpenAIError as exc:
             raise self._map_error(exc) from None
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._http.aclose()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     def _map_error(self, exc: openai.OpenAIError) -> ProviderError:
+        import openai
+
         # `from None` at the raise sites: the SDK exception's text and request
         # can carry what the server echoed back, including our key.
         if isinstance(exc, openai.APITimeoutError):
@@ -176,6 +255,56 @@ class OpenAICompatibleProvider(ChatProvider):
             message = redact(upstream_message(exc.body, exc.message), self._api_key)
             return ProviderError(f"{self.name}: upstream error: {message}")
         return ProviderError(f"{self.name}: {redact(str(exc), self._api_key)}")
+
+
+class _ClientShards:
+    """HTTP clients for one provider, one more for every CALLS_PER_SHARD calls in flight.
+
+    An httpx connection pool walks all its connections and queued requests on every
+    request and release, so its cost grows with the square of the concurrency: at 1,000
+    open streams one pool spent more CPU on bookkeeping than on the streams (bench/REPORT.md).
+    Calls go round-robin over clients whose pools stay small; a quiet provider has one.
+    """
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._clients: list = []
+        self._in_flight = 0
+        self._turn = 0
+
+    def acquire(self):
+        self._in_flight += 1
+        while len(self._clients) * CALLS_PER_SHARD < self._in_flight:
+            self._clients.append(self._factory())
+        self._turn = (self._turn + 1) % len(self._clients)
+        return self._clients[self._turn]
+
+    def release(self) -> None:
+        self._in_flight -= 1
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, []
+        for client in clients:
+            await client.aclose()
+
+
+async def _sse_data(response) -> AsyncIterator[bytes]:
+    """The `data` of each server-sent event (multi-line data joined by newlines)."""
+    buffer = b""
+    data: list[bytes] = []
+    async for piece in response.aiter_bytes():
+        buffer += piece
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                if data:
+                    yield b"\n".join(data)
+                    data = []
+            elif line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+    if data:
+        yield b"\n".join(data)
 
 
 def _to_openai(message: ChatMessage) -> dict[str, Any]:

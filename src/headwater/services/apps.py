@@ -44,6 +44,10 @@ def validate_definition(kind: str, config: dict[str, Any] | None, graph: dict[st
             raise InvalidInput(f"invalid chatbot config: {_first_error(exc)}") from None
     if kind in GRAPH_KINDS and graph is None:
         raise InvalidInput(f"a {kind} app needs a graph")
+    if kind in GRAPH_KINDS:
+        from headwater.engine.graph import validate_graph  # the engine imports services; import late
+
+        validate_graph(kind, graph)
     return dict(config or {})
 
 
@@ -109,14 +113,18 @@ class AppService:
         return app
 
     async def snapshot(self, workspace_id: str, id_or_slug: str, version: int | None = None) -> AppSnapshot:
+        # Every run starts here, so the app and its version come back in one query;
+        # only a miss takes the slower path that tells "no app" from "no such version".
+        wanted = AppVersion.version == (version if version else App.version)
+        found = (await self.db.execute(
+            select(App, AppVersion)
+            .join(AppVersion, (AppVersion.app_id == App.id) & wanted)
+            .where(App.workspace_id == workspace_id, or_(App.id == id_or_slug, App.slug == id_or_slug))
+        )).first()
+        if found is not None:
+            return AppSnapshot(found[0], found[1])
         app = await self.get(workspace_id, id_or_slug)
-        wanted = version or app.version
-        row = await self.db.scalar(
-            select(AppVersion).where(AppVersion.app_id == app.id, AppVersion.version == wanted)
-        )
-        if row is None:
-            raise NotFound(f"app version {wanted} not found")
-        return AppSnapshot(app, row)
+        raise NotFound(f"app version {version or app.version} not found")
 
     async def versions(self, workspace_id: str, id_or_slug: str) -> list[AppVersion]:
         app = await self.get(workspace_id, id_or_slug)

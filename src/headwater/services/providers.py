@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,17 @@ from headwater.store.models import Provider
 
 USER_PROVIDER_TYPES = ("openai", "anthropic")
 LOCAL_MODEL_NAME = "gemma-3-270m"
+
+_providers = Provider.__table__
+# On the table's columns: a plain Core select skips the ORM's per-statement compile step.
+_ROW_BY_NAME = select(
+    _providers.c.id, _providers.c.name, _providers.c.type, _providers.c.base_url, _providers.c.api_key_encrypted,
+    _providers.c.models,
+).where(_providers.c.workspace_id == bindparam("workspace_id"), _providers.c.name == bindparam("name"))
+# pool -> {row values -> (client, models)}. Keyed by the whole row, so it can never serve a
+# stale provider; it only saves decrypting the key and fingerprinting the config per call.
+_resolved: WeakKeyDictionary[ProviderPool, dict[tuple, tuple[ChatProvider, list[str]]]] = WeakKeyDictionary()
+_RESOLVED_MAX = 1024
 
 
 @dataclass(slots=True)
@@ -101,21 +113,53 @@ class ProviderService:
         """`<provider>/<model>` → a ready provider client and the provider's own model name."""
         provider_name, model = split_model_name(full_model)
         config = self.builtins.get(provider_name)
-        if config is None:
-            row = await self.db.scalar(
-                select(Provider).where(Provider.workspace_id == workspace_id, Provider.name == provider_name)
-            )
-            if row is None:
-                raise InvalidInput(f"unknown model '{full_model}': no provider named '{provider_name}'")
+        if config is not None:
+            if config.models and model not in config.models:
+                raise InvalidInput(
+                    f"unknown model '{full_model}': provider '{provider_name}' offers {', '.join(config.models)}"
+                )
+            return self.pool.get(config), model
+        # The stored row is read on every call (an edit or delete applies at once, in every
+        # process); what is derived from it (decrypted key, pooled client) is reused while
+        # the row is byte-for-byte the same.
+        row = (await self.db.execute(_ROW_BY_NAME, {"workspace_id": workspace_id, "name": provider_name})).first()
+        if row is None:
+            raise InvalidInput(f"unknown model '{full_model}': no provider named '{provider_name}'")
+        cache = _resolved.setdefault(self.pool, {})
+        key = (row.id, row.name, row.type, row.base_url, row.api_key_encrypted, tuple(row.models or ()))
+        resolved = cache.get(key)
+        if resolved is None:
             config = ProviderConfig(
                 name=row.name, type=row.type, base_url=row.base_url, models=list(row.models or []),
                 api_key=self.box.open(row.api_key_encrypted) if row.api_key_encrypted else None,
             )
-        if config.models and model not in config.models:
-            raise InvalidInput(
-                f"unknown model '{full_model}': provider '{provider_name}' offers {', '.join(config.models)}"
-            )
-        return self.pool.get(config), model
+            if len(cache) >= _RESOLVED_MAX:
+                cache.clear()
+            resolved = cache[key] = (self.pool.get(config), config.models)
+        provider, models = resolved
+        if models and model not in models:
+            raise InvalidInput(f"unknown model '{full_model}': provider '{provider_name}' offers {', '.join(models)}")
+        return provider, model
+
+    async def resolve_config(self, workspace_id: str, full_model: str) -> tuple[ProviderConfig, str]:
+        """`<provider>/<model>` → the provider's stored config (secret decrypted) and the model name.
+
+        For callers that need the endpoint rather than a chat client (embeddings,
+        transcription); the provider's chat `models` list is not checked here.
+        """
+        provider_name, model = split_model_name(full_model)
+        config = self.builtins.get(provider_name)
+        if config is not None:
+            return config, model
+        row = await self.db.scalar(
+            select(Provider).where(Provider.workspace_id == workspace_id, Provider.name == provider_name)
+        )
+        if row is None:
+            raise InvalidInput(f"unknown model '{full_model}': no provider named '{provider_name}'")
+        return ProviderConfig(
+            name=row.name, type=row.type, base_url=row.base_url, models=list(row.models or []),
+            api_key=self.box.open(row.api_key_encrypted) if row.api_key_encrypted else None,
+        ), model
 
     async def _row(self, workspace_id: str, id_or_name: str) -> Provider:
         row = await self.db.scalar(

@@ -24,6 +24,8 @@ from headwater.errors import InvalidInput
 from headwater.providers.base import ChatMessage, GenerationParams, ImagePart, ProviderError
 from headwater.services.apps import AppService
 from headwater.services.chat import ChatService, TurnRequest
+from headwater.uploads import prepare_uploads
+from headwater.uploads.openai_parts import is_upload_part, upload_items
 
 router = APIRouter(tags=["openai"])
 
@@ -73,6 +75,8 @@ def _split_content(message: InputMessage) -> tuple[str, list[ImagePart]]:
         return message.content, []
     texts, images = [], []
     for part in message.content:
+        if is_upload_part(part):
+            continue  # files, audio and image URLs: headwater.uploads reads them (last message only)
         if part.type == "text":
             texts.append(part.text or "")
         elif part.type == "image_url":
@@ -117,6 +121,9 @@ async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, d
         raise InvalidInput(f"'{body.model}' is a {snapshot.app.kind} app; this route serves chatbot apps")
     await db.close()  # the turn opens its own sessions; don't hold this connection during generation
     message, images, history, extra_system = _turn_inputs(body)
+    if uploads := await prepare_uploads(runtime, principal.workspace_id, upload_items(body.messages[-1].content)):
+        message, images = uploads.question(message), images + uploads.images
+        extra_system = "\n\n".join(p for p in (extra_system, uploads.context()) if p) or None
     turn = await ChatService(runtime).prepare(TurnRequest(
         workspace_id=principal.workspace_id, snapshot=snapshot, message=message, images=images,
         session_id=body.conversation_id, user_id=body.user,
@@ -135,6 +142,7 @@ async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, d
                          "finish_reason": _finish_reason(result.finish_reason), "logprobs": None}],
             "usage": result.usage.as_dict(),
             "conversation_id": result.session_id,
+            "citations": result.citations,  # extra top-level field: the SDK keeps it in model_extra
             "system_fingerprint": None,
         }
     include_usage = bool(body.stream_options and body.stream_options.include_usage)

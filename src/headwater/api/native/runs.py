@@ -1,17 +1,36 @@
-"""Run records and their node-by-node traces."""
+"""Runs: start one (foreground, streamed, or in the background), answer a pause, cancel, read the trace.
+
+`POST /v1/runs` is the native way to run any app, and the machinery every
+dialect's execution routes use: chatbot apps go through ChatService,
+chatflows and workflows through FlowService.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+from starlette.responses import Response
 
-from headwater.api.deps import ChatbotKey, DbSession
+from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
+from headwater.api.native.schemas import StrictModel
+from headwater.api.responses import FastJSONResponse
+from headwater.api.sse import format_event, sse_response
+from headwater.engine.live import live_runs
+from headwater.errors import InvalidInput
+from headwater.services.apps import GRAPH_KINDS, AppService
+from headwater.services.chat import ChatService, TurnRequest
+from headwater.services.flows import FlowRequest, FlowService
+from headwater.services.run_trace import run_detail
 from headwater.services.runs import RunService, run_public
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
+_background_turns: set[asyncio.Task] = set()
 
 
 class RunEventPublic(BaseModel):
@@ -21,6 +40,82 @@ class RunEventPublic(BaseModel):
     created_at: datetime
 
 
+class RunCreate(StrictModel):
+    app_id: str = Field(min_length=1, max_length=200)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = Field(default=None, max_length=200)
+    user_id: str | None = Field(default=None, max_length=200)
+    version: int | None = Field(default=None, ge=1)
+    background: bool = False
+
+
+class RunInput(StrictModel):
+    message: str = Field(max_length=100_000)
+    node_id: str | None = Field(default=None, max_length=64)
+    background: bool = False
+
+
+async def _detail(runtime, run_id: str, workspace_id: str) -> dict[str, Any]:
+    async with runtime.sessionmaker() as db:
+        return await run_detail(db, await RunService(db).get(workspace_id, run_id))
+
+
+def _sse(events):
+    async def frames():
+        async with aclosing(events) as stream:
+            async for event in stream:
+                yield format_event(orjson.dumps(event.data), event=event.type, event_id=event.seq)
+
+    return sse_response(frames())
+
+
+@router.post("")
+async def create_run(body: RunCreate, principal: ChatbotKey, db: DbSession, runtime: RuntimeDep, stream: bool = False):
+    if body.background and stream:
+        raise InvalidInput("a run is either streamed or in the background, not both")
+    snapshot = await AppService(db).snapshot(principal.workspace_id, body.app_id, body.version)
+    await db.close()  # runs open their own sessions; don't hold this connection while they work
+    kind = snapshot.app.kind
+    if kind == "chatbot":
+        return await _chatbot_run(body, principal, runtime, snapshot, stream)
+    if kind not in GRAPH_KINDS:
+        raise InvalidInput(f"apps of kind '{kind}' are not run through /v1/runs")
+    service = FlowService(runtime)
+    request = FlowRequest(
+        workspace_id=principal.workspace_id, snapshot=snapshot, inputs=body.inputs, source="native",
+        session_id=body.session_id, user_id=body.user_id,
+    )
+    if body.background:
+        run_id = await service.start_background(request)
+        return FastJSONResponse({"id": run_id, "status": "queued"}, status_code=202)
+    execution = await service.start(request)
+    if stream:
+        return _sse(execution.events())
+    await execution.collect()
+    return await _detail(runtime, execution.run_id, principal.workspace_id)
+
+
+async def _chatbot_run(body: RunCreate, principal, runtime, snapshot, stream: bool):
+    message = body.inputs.get("message", body.inputs.get("query"))
+    if not isinstance(message, str):
+        raise InvalidInput("a chatbot run needs inputs.message (a string)")
+    turn = await ChatService(runtime).prepare(TurnRequest(
+        workspace_id=principal.workspace_id, snapshot=snapshot, message=message, source="native",
+        session_id=body.session_id, user_id=body.user_id,
+    ))
+    if stream:
+        return _sse(turn.events())
+    if body.background:
+        # Chat turns are short and not checkpointed: they run in this process (not restart-safe).
+        task = asyncio.create_task(turn.collect(), name=f"chat-turn:{turn.run_id}")
+        entry = live_runs.register(turn.run_id, task, foreground=True)
+        _background_turns.add(task)
+        task.add_done_callback(lambda t: (_background_turns.discard(t), live_runs.unregister(turn.run_id, entry)))
+        return FastJSONResponse({"id": turn.run_id, "status": "running"}, status_code=202)
+    await turn.collect()
+    return await _detail(runtime, turn.run_id, principal.workspace_id)
+
+
 @router.get("")
 async def list_runs(principal: ChatbotKey, db: DbSession, app_id: str | None = None, limit: int = 50):
     return [run_public(r) for r in await RunService(db).list(principal.workspace_id, app_id, min(max(limit, 1), 500))]
@@ -28,9 +123,30 @@ async def list_runs(principal: ChatbotKey, db: DbSession, app_id: str | None = N
 
 @router.get("/{run_id}")
 async def get_run(run_id: str, principal: ChatbotKey, db: DbSession):
-    return run_public(await RunService(db).get(principal.workspace_id, run_id))
+    return await run_detail(db, await RunService(db).get(principal.workspace_id, run_id))
 
 
 @router.get("/{run_id}/events", response_model=list[RunEventPublic])
 async def list_run_events(run_id: str, principal: ChatbotKey, db: DbSession, after: int = 0):
     return await RunService(db).events(principal.workspace_id, run_id, after)
+
+
+@router.post("/{run_id}/input")
+async def answer_run(run_id: str, body: RunInput, principal: ChatbotKey, runtime: RuntimeDep, stream: bool = False):
+    if body.background and stream:
+        raise InvalidInput("a run is either streamed or in the background, not both")
+    outcome = await FlowService(runtime).resume(
+        principal.workspace_id, run_id, body.message, node_id=body.node_id, background=body.background,
+    )
+    if isinstance(outcome, str):
+        return FastJSONResponse({"id": outcome, "status": "queued"}, status_code=202)
+    if stream:
+        return _sse(outcome.events())
+    await outcome.collect()
+    return await _detail(runtime, run_id, principal.workspace_id)
+
+
+@router.delete("/{run_id}")
+async def cancel_run(run_id: str, principal: ChatbotKey, runtime: RuntimeDep) -> Response:
+    await FlowService(runtime).cancel(principal.workspace_id, run_id)
+    return FastJSONResponse(await _detail(runtime, run_id, principal.workspace_id))

@@ -1,0 +1,313 @@
+"""Waterflai's execution routes (CONTRACTS §4): chatflows, workflows, and async executions.
+
+Thin translation onto FlowService: `input_data` becomes the run's inputs (a
+chatflow's message may be `query`, `message`, or `messages` as a string or an
+OpenAI-style list whose last item is the user's turn); engine events become
+Waterflai's `{"type", "timestamp", ...}` SSE objects. An execution id is the
+run id, so `GET /v1/runs/{id}` shows the same run in full.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import aclosing
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Header
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
+from headwater.api.responses import FastJSONResponse
+from headwater.api.sse import format_event, sse_response
+from headwater.engine import events as ev
+from headwater.engine.bus import follow_run, get_bus
+from headwater.engine.events import Event
+from headwater.engine.graph import compile_for_run
+from headwater.errors import HeadwaterError, InvalidInput
+from headwater.providers.base import ChatMessage
+from headwater.store.job_models import Job
+from headwater.services.apps import GRAPH_KINDS, AppService, AppSnapshot
+from headwater.services.flows import FlowRequest, FlowResult, FlowService
+from headwater.services.run_trace import node_trace
+from headwater.services.runs import TERMINAL_STATUSES, RunService
+from headwater.store.flow_models import FlowRunState
+from headwater.store.models import AppVersion, Run, RunEvent
+
+router = APIRouter(tags=["waterflai"])
+
+EXECUTION_STATUS = {"queued": "PENDING", "running": "RUNNING", "waiting": "RUNNING", "succeeded": "COMPLETED",
+                    "failed": "FAILED", "cancelled": "CANCELLED"}
+_CONTROL_KEYS = ("messages", "message", "conversation_id", "user_id")
+
+
+class ExecutionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    input_data: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunFailed(HeadwaterError):
+    def __init__(self, error: dict[str, Any] | None):
+        error = error or {}
+        super().__init__(error.get("message") or "execution failed")
+        self.status_code = int(error.get("status") or 502)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    raise InvalidInput("message content must be a string or a list of content parts")
+
+
+def _split_messages(items: list[Any]) -> tuple[str, list[ChatMessage]]:
+    if not items or not all(isinstance(m, dict) for m in items):
+        raise InvalidInput("messages must be a non-empty list of {role, content}")
+    if items[-1].get("role", "user") != "user":
+        raise InvalidInput("the last message must have role 'user'")
+    history = [ChatMessage(role=m["role"], content=_text_of(m.get("content")))
+               for m in items[:-1] if m.get("role") in ("user", "assistant")]
+    return _text_of(items[-1].get("content")), history
+
+
+def flow_request(workspace_id: str, snapshot: AppSnapshot, input_data: dict[str, Any]) -> FlowRequest:
+    message: str | None = None
+    history: list[ChatMessage] | None = None
+    for key in ("query", "messages", "message"):
+        value = input_data.get(key)
+        if isinstance(value, str):
+            message = value
+            break
+        if isinstance(value, list):
+            message, history = _split_messages(value)
+            break
+    conversation_id = input_data.get("conversation_id")
+    user_id = input_data.get("user_id")
+    for name, value in (("conversation_id", conversation_id), ("user_id", user_id)):
+        if value is not None and (not isinstance(value, str) or len(value) > 200):
+            raise InvalidInput(f"{name} must be a string of at most 200 characters")
+    inputs = {k: v for k, v in input_data.items() if k not in _CONTROL_KEYS}
+    if message is not None:
+        inputs["query"] = message
+    return FlowRequest(
+        workspace_id=workspace_id, snapshot=snapshot, inputs=inputs, source="waterflai", message=message,
+        session_id=conversation_id, user_id=user_id, history=None if conversation_id else history,
+    )
+
+
+async def _snapshot(db, principal, app_id: str, kind: str | None) -> AppSnapshot:
+    snapshot = await AppService(db).snapshot(principal.workspace_id, app_id)
+    if kind is not None and snapshot.app.kind != kind:
+        raise InvalidInput(f"'{app_id}' is a {snapshot.app.kind} app; this route runs {kind} apps")
+    if snapshot.app.kind not in GRAPH_KINDS:
+        raise InvalidInput(f"'{app_id}' is a {snapshot.app.kind} app; executions run chatflows and workflows")
+    await db.close()
+    return snapshot
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def waterflai_event(event: Event, kind: str) -> dict[str, Any] | None:
+    """One engine event as a Waterflai stream object (None: not shown in this dialect)."""
+    data = event.data
+    base = {"timestamp": _now()}
+    if event.type == ev.RUN_STARTED:
+        return {"type": "execution_started", "execution_id": data.get("run_id"), **base}
+    if event.type == ev.NODE_STARTED:
+        return {"type": "node_started", **_node_fields(data), **base}
+    if event.type == ev.NODE_FINISHED:
+        return {"type": "node_completed", **_node_fields(data), "status": data.get("status"),
+                "outputs": data.get("outputs"), "elapsed_ms": data.get("elapsed_ms"), **base}
+    if event.type == ev.TOKEN:
+        return {"type": "token", "content": data.get("text", ""), "node_id": data.get("node_id"), **base}
+    if event.type == ev.CITATIONS:
+        return {"type": "citations", "citations": data.get("citations", []), **base}
+    if event.type == ev.HUMAN_INPUT_REQUIRED:
+        return {"type": "human_input_required", "node_id": data.get("node_id"), "prompt": data.get("prompt"), **base}
+    if event.type == ev.ERROR:
+        return {"type": "error", "message": data.get("message"), "code": data.get("code"), **base}
+    if event.type == ev.RUN_FINISHED:
+        status = data.get("status")
+        if status == "failed":
+            return None  # the `error` object before it said what went wrong
+        if status == "cancelled":
+            return {"type": "error", "message": "execution was cancelled", "code": "cancelled", **base}
+        outputs = data.get("outputs") or {}
+        output = outputs.get("text", "") if kind == "chatflow" else outputs
+        return {"type": "execution_completed", "status": "completed", "output": output,
+                "usage": data.get("usage"), "elapsed_ms": data.get("elapsed_ms"), **base}
+    return None
+
+
+def _node_fields(data: dict[str, Any]) -> dict[str, Any]:
+    fields = {"node_id": data.get("node_id"), "node_type": data.get("node_type")}
+    if data.get("parent") is not None:
+        fields["parent"], fields["index"] = data["parent"], data.get("index")
+    return fields
+
+
+async def _frames(events, kind: str):
+    async with aclosing(events) as stream:
+        async for event in stream:
+            payload = waterflai_event(event, kind)
+            if payload is not None:
+                yield format_event(orjson.dumps(payload), event_id=event.seq)
+
+
+# -- synchronous execution ---------------------------------------------------------------------
+
+
+def _chat_completion(result: FlowResult, snapshot: AppSnapshot) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{result.run_id}", "object": "chat.completion", "created": int(time.time()),
+        "model": snapshot.app.slug,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": "stop"}],
+        "usage": _usage(result.usage),
+        "conversation_id": result.session_id, "execution_id": result.run_id, "status": result.status,
+        **({"waiting_for": result.waiting} if result.waiting else {}),
+    }
+
+
+def _usage(usage: dict[str, int] | None) -> dict[str, int]:
+    usage = usage or {}
+    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+@router.post("/execute_chatflow/{app_id}/execute")
+async def execute_chatflow(app_id: str, body: ExecutionRequest, principal: ChatbotKey, db: DbSession,
+                           runtime: RuntimeDep):
+    snapshot = await _snapshot(db, principal, app_id, "chatflow")
+    execution = await FlowService(runtime).start(flow_request(principal.workspace_id, snapshot, body.input_data))
+    result = await execution.collect()
+    if result.status == "failed":
+        raise RunFailed(result.error)
+    return _chat_completion(result, snapshot)
+
+
+@router.post("/execute_chatflow/{app_id}/stream_execute")
+async def stream_chatflow(app_id: str, body: ExecutionRequest, principal: ChatbotKey, db: DbSession,
+                          runtime: RuntimeDep):
+    snapshot = await _snapshot(db, principal, app_id, "chatflow")
+    execution = await FlowService(runtime).start(flow_request(principal.workspace_id, snapshot, body.input_data))
+    return sse_response(_frames(execution.events(), "chatflow"))
+
+
+@router.post("/execute_workflow/{app_id}/execute")
+async def execute_workflow(app_id: str, body: ExecutionRequest, principal: ChatbotKey, db: DbSession,
+                           runtime: RuntimeDep):
+    snapshot = await _snapshot(db, principal, app_id, "workflow")
+    execution = await FlowService(runtime).start(flow_request(principal.workspace_id, snapshot, body.input_data))
+    result = await execution.collect()
+    async with runtime.sessionmaker() as session:
+        nodes = await node_trace(session, result.run_id)
+    return {
+        "execution_id": result.run_id, "status": _lower_status(result.status), "outputs": result.outputs,
+        "node_results": nodes, "usage": _usage(result.usage), "elapsed_ms": result.elapsed_ms,
+        **({"error": result.error} if result.error else {}),
+        **({"waiting_for": result.waiting} if result.waiting else {}),
+    }
+
+
+def _lower_status(status: str) -> str:
+    return {"succeeded": "completed"}.get(status, status)
+
+
+@router.post("/execute_workflow/{app_id}/stream_execute")
+async def stream_workflow(app_id: str, body: ExecutionRequest, principal: ChatbotKey, db: DbSession,
+                          runtime: RuntimeDep):
+    snapshot = await _snapshot(db, principal, app_id, "workflow")
+    execution = await FlowService(runtime).start(flow_request(principal.workspace_id, snapshot, body.input_data))
+    return sse_response(_frames(execution.events(), "workflow"))
+
+
+# -- asynchronous executions -------------------------------------------------------------------
+
+
+@router.post("/v1/executions/{app_id}/async", status_code=202)
+async def start_execution(app_id: str, body: ExecutionRequest, principal: ChatbotKey, db: DbSession,
+                          runtime: RuntimeDep):
+    snapshot = await _snapshot(db, principal, app_id, None)
+    run_id = await FlowService(runtime).start_background(
+        flow_request(principal.workspace_id, snapshot, body.input_data)
+    )
+    base = f"/v1/executions/{run_id}"
+    return FastJSONResponse(
+        {"execution_id": run_id, "status": "PENDING", "status_url": base, "stream_url": f"{base}/stream",
+         "cancel_url": base},
+        status_code=202,
+    )
+
+
+@router.get("/v1/executions/{execution_id}")
+async def execution_status(execution_id: str, principal: ChatbotKey, db: DbSession):
+    run = await RunService(db).get(principal.workspace_id, execution_id)
+    state = await db.get(FlowRunState, run.id)
+    total = await _total_nodes(db, run, state)
+    nodes = [n for n in await node_trace(db, run.id) if "parent" not in n]
+    completed = sum(1 for n in nodes if n["status"] == "succeeded")
+    current = next((n["node_id"] for n in reversed(nodes) if n["status"] == "running"), None)
+    if current is None and run.status == "waiting" and state is not None and state.waiting:
+        current = state.waiting[0]["node_id"]
+    job = await db.get(Job, state.job_id) if state is not None and state.job_id else None
+    status = EXECUTION_STATUS.get(run.status, "RUNNING")
+    return {
+        "execution_id": run.id, "status": status,
+        "progress": 1.0 if status == "COMPLETED" else round(completed / total, 3) if total else 0.0,
+        "current_node": current, "completed_nodes": completed, "total_nodes": total,
+        "final_output": run.outputs, "error_message": (run.error or {}).get("message"),
+        "created_at": run.created_at, "started_at": run.started_at, "completed_at": run.finished_at,
+        "retry_count": max(0, job.attempts - 1) if job is not None else 0,
+        "waiting_for": list(state.waiting or []) if state is not None and run.status == "waiting" else [],
+    }
+
+
+async def _total_nodes(db, run: Run, state: FlowRunState | None) -> int:
+    if state is None or run.app_id is None:
+        return 1
+    version = await db.scalar(
+        select(AppVersion).where(AppVersion.app_id == run.app_id, AppVersion.version == run.app_version)
+    )
+    if version is None or version.graph is None:
+        return 0
+    return len(compile_for_run(state.kind, run.app_id, run.app_version, version.graph).nodes)
+
+
+@router.get("/v1/executions/{execution_id}/stream")
+async def stream_execution(execution_id: str, principal: ChatbotKey, db: DbSession, runtime: RuntimeDep,
+                           last_event_id: str | None = Header(default=None)):
+    run = await RunService(db).get(principal.workspace_id, execution_id)
+    state = await db.get(FlowRunState, run.id)
+    kind = state.kind if state is not None else "chatflow"
+    await db.close()
+    try:
+        after = max(0, int(last_event_id)) if last_event_id else 0
+    except ValueError:
+        raise InvalidInput("Last-Event-ID must be an event id (an integer)") from None
+
+    async def load_after(seq: int) -> list[Event]:
+        async with runtime.sessionmaker() as session:
+            rows = await session.scalars(
+                select(RunEvent).where(RunEvent.run_id == execution_id, RunEvent.seq > seq).order_by(RunEvent.seq)
+            )
+            return [Event(r.seq, r.type, r.data, r.created_at) for r in rows]
+
+    async def has_ended() -> bool:
+        async with runtime.sessionmaker() as session:
+            status = await session.scalar(select(Run.status).where(Run.id == execution_id))
+        return status in TERMINAL_STATUSES
+
+    events = follow_run(get_bus(), execution_id, after, load_after, has_ended)
+    return sse_response(_frames(events, kind))
+
+
+@router.delete("/v1/executions/{execution_id}")
+async def cancel_execution(execution_id: str, principal: ChatbotKey, runtime: RuntimeDep):
+    run = await FlowService(runtime).cancel(principal.workspace_id, execution_id)
+    return {"execution_id": run.id, "status": EXECUTION_STATUS.get(run.status, "RUNNING")}

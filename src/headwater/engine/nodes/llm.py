@@ -1,0 +1,104 @@
+"""`llm`: one model call. System and prompt are templates; `memory` adds the session's recent turns.
+
+Outputs `text`, `finish_reason`, `model`, and the call's `usage`. Tokens stream
+as `token` events when this node's text is the reply (or `stream: true`).
+Cancelling the run closes the provider stream, which stops the upstream call;
+the text generated so far is kept as the node's partial output.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+from pydantic import Field, field_validator
+
+from headwater.engine.context import NodeContext
+from headwater.engine.nodes.base import Node, NodeConfig, NodeResult, node_type
+from headwater.providers.base import ChatMessage, GenerationParams, Usage
+from headwater.providers.registry import split_model_name
+from headwater.errors import InvalidInput
+
+DEFAULT_MEMORY_WINDOW = 10
+
+
+class LlmConfig(NodeConfig):
+    model: str = Field(min_length=3, max_length=300)
+    system: str = Field(default="", max_length=100_000)
+    prompt: str = Field(default="{{ sys.query }}", max_length=100_000)
+    memory: bool | int = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=65536)
+    stop: list[str] | None = Field(default=None, max_length=8)
+    stream: bool | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        try:
+            split_model_name(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.detail) from None
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _window(cls, value: bool | int) -> bool | int:
+        if not isinstance(value, bool) and not 0 <= value <= 200:
+            raise ValueError("memory is true/false or a number of messages (0-200)")
+        return value
+
+    @property
+    def memory_window(self) -> int:
+        if isinstance(self.memory, bool):
+            return DEFAULT_MEMORY_WINDOW if self.memory else 0
+        return self.memory
+
+
+async def stream_completion(ctx: NodeContext, model_name: str, messages: list[ChatMessage],
+                            params: GenerationParams, stream_tokens: bool) -> tuple[str, Usage, str]:
+    """Call the model, streaming tokens if asked; keeps partial text in ctx.partial on cancel."""
+    provider, model = await ctx.run.resolve_model(model_name)
+    parts: list[str] = []
+    usage, finish_reason = Usage(), "stop"
+    try:
+        async with aclosing(provider.stream_chat(model, messages, params)) as stream:
+            async for delta in stream:
+                if delta.text:
+                    parts.append(delta.text)
+                    if stream_tokens:
+                        ctx.token(delta.text)
+                if delta.usage is not None:
+                    usage = delta.usage
+                if delta.finish_reason:
+                    finish_reason = delta.finish_reason
+    except BaseException:
+        ctx.partial["text"] = "".join(parts)
+        raise
+    return "".join(parts), usage, finish_reason
+
+
+@node_type("llm")
+class LlmNode(Node):
+    Config = LlmConfig
+    outputs = ("text", "finish_reason", "model", "usage")
+    effectful = True
+
+    def templates(self):
+        return [self.config.system, self.config.prompt]
+
+    async def run(self, ctx: NodeContext) -> NodeResult:
+        config: LlmConfig = self.config
+        system = ctx.render(config.system) if config.system else ""
+        prompt = ctx.render(config.prompt)
+        history = ctx.run.history_messages(config.memory_window)
+        messages = [ChatMessage(role="system", content=system)] if system else []
+        messages += history
+        messages.append(ChatMessage(role="user", content=prompt))
+        ctx.record_inputs(model=config.model, system=system, prompt=prompt, history_messages=len(history))
+        params = GenerationParams(temperature=config.temperature, max_tokens=config.max_tokens, stop=config.stop)
+        text, usage, finish_reason = await stream_completion(ctx, config.model, messages, params, ctx.streams_tokens)
+        return NodeResult(
+            outputs={"text": text, "finish_reason": finish_reason, "model": config.model, "usage": usage.as_dict()},
+            usage=usage,
+        )
+

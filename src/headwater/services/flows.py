@@ -1,0 +1,517 @@
+"""Runs of graph apps (chatflow, workflow): start, stream, pause for a human, resume, cancel, recover.
+
+`FlowService.prepare()` does everything that can fail on bad input (graph,
+required inputs, empty message) before a run exists, then records the run and
+its `FlowRunState`. One function, `_execute()`, then runs (or continues) it,
+whoever calls: a request in the foreground (`FlowExecution.events()` /
+`collect()`), or the durable job queue in the background (`flow_run` jobs,
+which a restarted server recovers).
+
+Every execution starts from what the store says: the run's persisted
+`node_finished` events are its checkpoint, so a node that finished before a
+pause or a crash is never run again, and its outputs are put back for the
+nodes after it. A run ends in one transaction that writes its last events, its
+status and outputs and, for a chatflow, the user's message and the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from headwater.engine import events as ev
+from headwater.engine.bus import get_bus
+from headwater.engine.context import RunState
+from headwater.engine.events import Event
+from headwater.engine.graph import CompiledGraph, compile_for_run
+from headwater.engine.live import live_runs
+from headwater.engine.recorder import END_OF_STREAM, RunRecorder
+from headwater.engine.runner import GraphScheduler, NodeError, NodeOutcome
+from headwater.errors import Conflict, InvalidInput, NotFound
+from headwater.providers.base import ChatMessage
+from headwater.runtime import Runtime
+from headwater.services.apps import GRAPH_KINDS, AppSnapshot
+from headwater.services.runs import TERMINAL_STATUSES, RunService
+from headwater.services.sessions import SessionService
+from headwater.store.flow_models import FlowRunState
+from headwater.store.models import AppVersion, ChatSession, Message, Run, RunEvent, new_id, utcnow
+
+log = logging.getLogger(__name__)
+FLOW_JOB_KIND = "flow_run"
+HISTORY_LIMIT = 50
+CANCEL_WAIT_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class FlowRequest:
+    workspace_id: str
+    snapshot: AppSnapshot
+    inputs: dict[str, Any]
+    source: str
+    message: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    # Earlier turns sent by the client (stateless style); None means "the session's memory".
+    history: list[ChatMessage] | None = None
+    files: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FlowResult:
+    run_id: str
+    session_id: str | None
+    status: str
+    outputs: dict[str, Any]
+    text: str
+    usage: dict[str, int]
+    error: dict[str, Any] | None
+    elapsed_ms: int | None
+    waiting: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class _Loaded:
+    run: Run
+    state: FlowRunState
+    graph: CompiledGraph
+    known: dict[str, NodeOutcome]
+    last_seq: int
+
+
+def message_of(request: FlowRequest) -> str | None:
+    if request.message is not None:
+        return request.message
+    for key in ("query", "message"):
+        value = request.inputs.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+class FlowService:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    # -- starting ------------------------------------------------------------------------------
+
+    async def prepare(self, request: FlowRequest, *, background: bool = False) -> tuple[str, str | None]:
+        """Check the request and record the run; returns (run id, session id). Nothing runs yet."""
+        prepared = await self._prepare(request, background)
+        return prepared.run.id, prepared.run.session_id
+
+    async def _prepare(self, request: FlowRequest, background: bool) -> _Loaded:
+        app, version = request.snapshot.app, request.snapshot.version
+        if app.kind not in GRAPH_KINDS:
+            raise InvalidInput(f"'{app.slug}' is a {app.kind} app, not a chatflow or workflow")
+        if version.graph is None:
+            raise InvalidInput("this app has no graph")
+        graph = compile_for_run(app.kind, app.id, version.version, version.graph)
+        message = message_of(request)
+        if app.kind == "chatflow" and not (message or "").strip():
+            raise InvalidInput("a chatflow needs a message (input 'query' or 'message')")
+        start = graph.nodes[graph.entries[0]]
+        inputs = start.accept_inputs(request.inputs, message)
+        job_id = new_id() if background else None
+        now = utcnow()
+        async with self.runtime.sessionmaker() as db:
+            session_id, history = await self._session(db, request, app.kind)
+            run = Run(
+                workspace_id=request.workspace_id, app_id=app.id, app_version=version.version,
+                session_id=session_id, status="queued" if background else "running", source=request.source,
+                inputs=_recorded_inputs(request.inputs, message, app.kind), created_at=now,
+                started_at=None if background else now,
+            )
+            db.add(run)
+            await db.flush()
+            state_row = FlowRunState(
+                run_id=run.id, workspace_id=request.workspace_id, kind=app.kind, inputs=inputs, job_id=job_id,
+                sys={
+                    "run_id": run.id, "app_id": app.id, "session_id": session_id, "user_id": request.user_id,
+                    "query": message if app.kind == "chatflow" else (message or ""), "history": history,
+                    "files": list(request.files),
+                },
+                answers={}, waiting=[],
+            )
+            db.add(state_row)
+            await db.commit()
+        if background:
+            await self.runtime.jobs.enqueue(FLOW_JOB_KIND, {"run_id": run.id}, workspace_id=request.workspace_id,
+                                            job_id=job_id)
+        return _Loaded(run, state_row, graph, {}, 0)
+
+    async def start(self, request: FlowRequest) -> "FlowExecution":
+        prepared = await self._prepare(request, background=False)
+        return FlowExecution(self, prepared.run.id, prepared.run.session_id, preloaded=prepared)
+
+    async def start_background(self, request: FlowRequest) -> str:
+        run_id, _ = await self.prepare(request, background=True)
+        return run_id
+
+    async def _session(self, db: AsyncSession, request: FlowRequest, kind: str) -> tuple[str | None, list]:
+        if kind != "chatflow" and not request.session_id:
+            return None, []
+        sessions = SessionService(db)
+        session = await sessions.get_or_create(
+            request.workspace_id, request.session_id, request.snapshot.app.id, request.user_id
+        )
+        if request.history is not None:
+            history = [{"role": m.role, "content": m.content} for m in request.history]
+        else:
+            stored = await sessions.recent_messages(request.workspace_id, session.id, HISTORY_LIMIT)
+            history = [{"role": m.role, "content": m.content} for m in stored]
+        return session.id, history
+
+    # -- human input, cancel -------------------------------------------------------------------
+
+    async def resume(
+        self, workspace_id: str, run_id: str, message: str, *, node_id: str | None = None, background: bool = False,
+    ) -> "FlowExecution | str":
+        """Answer a waiting run; it continues from the paused node (foreground handle, or run id if background)."""
+        job_id = new_id() if background else None
+        async with self.runtime.sessionmaker() as db:
+            run = await RunService(db).get(workspace_id, run_id)
+            state = await db.get(FlowRunState, run_id)
+            if run.status != "waiting" or state is None:
+                raise Conflict(f"run is {run.status}, not waiting for input")
+            waiting = list(state.waiting or [])
+            chosen = node_id or (waiting[0]["node_id"] if waiting else None)
+            if chosen is None or all(w["node_id"] != chosen for w in waiting):
+                raise InvalidInput(f"the run is not waiting for input at node '{chosen}'")
+            claimed = await db.execute(
+                update(Run).where(Run.id == run_id, Run.status == "waiting")
+                .values(status="queued" if background else "running")
+            )
+            if claimed.rowcount != 1:
+                raise Conflict("run is no longer waiting for input")
+            state.answers = {**(state.answers or {}), chosen: message}
+            state.waiting = [w for w in waiting if w["node_id"] != chosen]
+            state.updated_at = utcnow()
+            if job_id:
+                state.job_id = job_id
+            await db.commit()
+            session_id = run.session_id
+        if background:
+            await self.runtime.jobs.enqueue(FLOW_JOB_KIND, {"run_id": run_id}, workspace_id=workspace_id, job_id=job_id)
+            return run_id
+        return FlowExecution(self, run_id, session_id)
+
+    async def cancel(self, workspace_id: str, run_id: str) -> Run:
+        """Stop a queued, running or waiting run; the partial output stays. 409 when it already ended."""
+        async with self.runtime.sessionmaker() as db:
+            run = await RunService(db).get(workspace_id, run_id)
+            if run.status in TERMINAL_STATUSES:
+                raise Conflict(f"run already {run.status}")
+            state = await db.get(FlowRunState, run_id)
+        if state is None and not live_runs.is_running_here(run_id):
+            # A chat turn streaming to another request records its own end; it stops when its client leaves.
+            raise Conflict("this run is a chat turn served by another request; it stops when its client disconnects")
+        entry = live_runs.request_cancel(run_id)
+        if state is not None and state.job_id:
+            await self.runtime.jobs.cancel(state.job_id)
+        if entry is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(entry.done.wait(), CANCEL_WAIT_SECONDS)
+        await self._end_dormant(run_id, "cancelled")
+        live_runs.forget_cancel(run_id)
+        async with self.runtime.sessionmaker() as db:
+            return await RunService(db).get(workspace_id, run_id)
+
+    async def _end_dormant(self, run_id: str, status: str, error: dict[str, Any] | None = None) -> None:
+        """End a run nobody executes here (queued, waiting, orphaned, or unrunnable) with a run_finished event."""
+        async with self.runtime.sessionmaker() as db:
+            run = await db.get(Run, run_id)
+            if run is None or run.status in TERMINAL_STATUSES or live_runs.is_running_here(run_id):
+                return
+            last_seq = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
+        recorder = RunRecorder(self.runtime, run_id, last_seq, get_bus())
+        outputs = {**(run.outputs or {}), "partial": True} if status == "cancelled" else (run.outputs or {})
+        if error is not None:
+            recorder.emit(ev.ERROR, {"code": error["code"], "message": error["message"]})
+        recorder.emit(ev.RUN_FINISHED, {"status": status, "outputs": outputs, "usage": run.usage or {},
+                                        "elapsed_ms": run.elapsed_ms or 0, "error": error})
+
+        async def mark(db: AsyncSession) -> None:
+            result = await db.execute(
+                update(Run).where(Run.id == run_id, Run.status.in_(("queued", "running", "waiting")))
+                .values(status=status, outputs=outputs, error=error, finished_at=utcnow())
+            )
+            if result.rowcount != 1:
+                raise _Raced()
+
+        with contextlib.suppress(_Raced, IntegrityError):  # the executor recorded the end first
+            await recorder.durable(also=mark)
+
+    # -- executing -----------------------------------------------------------------------------
+
+    async def execute_background(self, run_id: str) -> None:
+        """The `flow_run` job: idempotent, continues whatever the store says is left to do."""
+        await self._execute(run_id, sink=None, foreground=False)
+
+    async def _load(self, run_id: str) -> _Loaded | None:
+        async with self.runtime.sessionmaker() as db:
+            run = await db.get(Run, run_id)
+            if run is None or run.status in TERMINAL_STATUSES or run.status == "waiting":
+                return None
+            state = await db.get(FlowRunState, run_id)
+            version = await db.scalar(
+                select(AppVersion).where(AppVersion.app_id == run.app_id, AppVersion.version == run.app_version)
+            )
+            unrunnable = state is None or version is None or version.graph is None
+            if not unrunnable:
+                rows = await db.execute(
+                    select(RunEvent.type, RunEvent.data).where(
+                        RunEvent.run_id == run_id,
+                        RunEvent.type.in_((ev.NODE_FINISHED, ev.HUMAN_INPUT_REQUIRED)),
+                    ).order_by(RunEvent.seq)
+                )
+                known = replay_outcomes(rows)
+                last_seq = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
+        if unrunnable:  # its app (or that version) was deleted meanwhile
+            await self._end_dormant(run_id, "failed", {"code": "app_missing", "status": 409,
+                                                       "message": "the app of this run no longer exists"})
+            return None
+        graph = compile_for_run(state.kind, run.app_id, run.app_version, version.graph)
+        return _Loaded(run, state, graph, known, last_seq)
+
+    async def _execute(self, run_id: str, sink: asyncio.Queue | None, foreground: bool,
+                       preloaded: _Loaded | None = None) -> FlowResult | None:
+        try:
+            loaded = preloaded or await self._load(run_id)
+        except Exception:
+            if sink is not None:
+                sink.put_nowait(END_OF_STREAM)
+            raise
+        if loaded is None:
+            if sink is not None:
+                sink.put_nowait(END_OF_STREAM)
+            return None
+        run, state_row, graph = loaded.run, loaded.state, loaded.graph
+        recorder = RunRecorder(self.runtime, run_id, loaded.last_seq, get_bus(), sink)
+        state = RunState(
+            self.runtime, run_id, run.workspace_id, run.app_id or "", state_row.kind, recorder,
+            sys=dict(state_row.sys or {}), inputs=dict(state_row.inputs or {}), answers=dict(state_row.answers or {}),
+        )
+        entry = live_runs.register(run_id, asyncio.current_task(), foreground)  # type: ignore[arg-type]
+        started = time.perf_counter()
+        recorder.start()
+        try:
+            recorder.emit(ev.RUN_STARTED, {
+                "run_id": run_id, "app_id": run.app_id, "session_id": run.session_id, "kind": state_row.kind,
+                "resumed": loaded.last_seq > 0, "total_nodes": len(graph.nodes),
+            })
+            if run.status != "running" or run.started_at is None:  # queued until now
+                await recorder.durable(also=_mark_running(run_id))
+            paused: list[tuple[str, str]] = []
+            error: dict[str, Any] | None = None
+            try:
+                timeout = _run_timeout(graph, self.runtime.settings.flow_run_timeout_seconds)
+                async with asyncio.timeout(timeout):
+                    paused = await GraphScheduler(graph, state, {"sys": state.sys}, loaded.known).execute()
+            except NodeError as exc:
+                error = exc.error
+            except TimeoutError:
+                error = {"code": "timeout", "message": f"run did not finish within {timeout:g}s", "status": 504}
+            except asyncio.CancelledError:
+                if foreground or live_runs.cancel_requested(run_id):
+                    await _settle(self._finish(state, run, "cancelled", None, [], started))
+                else:  # a shutdown interrupted a background run: keep it resumable by the next process
+                    await _settle(recorder.durable())
+                raise
+            except Exception:
+                log.exception("run %s crashed", run_id)
+                error = {"code": "internal_error", "message": "internal error", "status": 500}
+            status = "failed" if error else ("waiting" if paused else "succeeded")
+            return await _settle(self._finish(state, run, status, error, paused, started))
+        finally:
+            live_runs.unregister(run_id, entry)
+            await recorder.close()
+            recorder.end_stream()
+
+    async def _finish(
+        self, state: RunState, run: Run, status: str, error: dict[str, Any] | None,
+        paused: list[tuple[str, str]], started: float,
+    ) -> FlowResult:
+        recorder = state.recorder
+        elapsed_ms = (run.elapsed_ms or 0) + int((time.perf_counter() - started) * 1000)
+        outputs = self._outputs(state, status)
+        usage = state.usage.as_dict()
+        final: list[Event] = []
+        if status == "waiting":
+            waiting = [{"node_id": nid, "prompt": prompt} for nid, prompt in paused]
+            for item in waiting:
+                final.append(recorder.emit(ev.HUMAN_INPUT_REQUIRED, item, deliver=False))
+        else:
+            waiting = []
+            if error is not None:
+                described = {k: error[k] for k in ("code", "message", "node_id") if k in error}
+                final.append(recorder.emit(ev.ERROR, described, deliver=False))
+            final.append(recorder.emit(ev.RUN_FINISHED, {
+                "status": status, "outputs": outputs, "usage": usage, "elapsed_ms": elapsed_ms, "error": error,
+            }, deliver=False))
+        now = utcnow()
+
+        async def write(db: AsyncSession) -> None:
+            values: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage, "error": error,
+                                      "elapsed_ms": elapsed_ms}
+            if status != "waiting":
+                values["finished_at"] = now
+            await db.execute(update(Run).where(Run.id == run.id).values(**values))
+            await db.execute(update(FlowRunState).where(FlowRunState.run_id == run.id)
+                             .values(waiting=waiting, updated_at=now))
+            if state.kind == "chatflow" and status in ("succeeded", "cancelled") and run.session_id:
+                await self._save_exchange(db, state, run, outputs, usage, status, now)
+
+        await recorder.durable(also=write)
+        recorder.deliver(final)
+        return FlowResult(
+            run_id=run.id, session_id=run.session_id, status=status, outputs=outputs, text=outputs.get("text", ""),
+            usage=usage, error=error, elapsed_ms=elapsed_ms, waiting=waiting,
+        )
+
+    @staticmethod
+    def _outputs(state: RunState, status: str) -> dict[str, Any]:
+        if status in ("succeeded", "waiting"):
+            reply = "".join(state.reply_parts)
+        else:
+            reply = "".join(state.streamed)
+        outputs: dict[str, Any] = dict(state.end_outputs)
+        if state.kind == "chatflow":
+            outputs["text"] = reply  # a chatflow's reply; a workflow's `end` outputs are its own
+        elif state.reply_parts:
+            outputs.setdefault("text", "".join(state.reply_parts))
+        if state.citations:
+            outputs["citations"] = state.citations
+        if status == "cancelled":
+            outputs["partial"] = True
+        return outputs
+
+    async def _save_exchange(self, db: AsyncSession, state: RunState, run: Run, outputs: dict[str, Any],
+                             usage: dict[str, int], status: str, now) -> None:
+        common = {"workspace_id": run.workspace_id, "session_id": run.session_id, "app_id": run.app_id,
+                  "run_id": run.id}
+        reply_meta: dict[str, Any] = {"usage": usage}
+        if status == "cancelled":
+            reply_meta["partial"] = True
+        await db.execute(insert(Message), [
+            {**common, "id": new_id(), "role": "user", "content": state.sys.get("query") or "", "meta": {},
+             "created_at": run.created_at},
+            {**common, "id": new_id(), "role": "assistant", "content": outputs.get("text", ""), "meta": reply_meta,
+             "created_at": now},
+        ])
+        await db.execute(update(ChatSession).where(
+            ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id).values(updated_at=now))
+
+    async def result(self, run_id: str) -> FlowResult:
+        async with self.runtime.sessionmaker() as db:
+            run = await db.get(Run, run_id)
+            state = await db.get(FlowRunState, run_id)
+        if run is None:
+            raise NotFound("run not found")
+        return FlowResult(
+            run_id=run.id, session_id=run.session_id, status=run.status, outputs=run.outputs or {},
+            text=(run.outputs or {}).get("text", ""), usage=run.usage or {}, error=run.error,
+            elapsed_ms=run.elapsed_ms, waiting=list(state.waiting or []) if state else [],
+        )
+
+
+class FlowExecution:
+    """A run executed by the request that holds this handle; closing the stream cancels the run."""
+
+    def __init__(self, service: FlowService, run_id: str, session_id: str | None,
+                 preloaded: _Loaded | None = None):
+        self.service = service
+        self.run_id = run_id
+        self.session_id = session_id
+        self._preloaded = preloaded
+        self.result: FlowResult | None = None
+
+    async def events(self) -> AsyncIterator[Event]:
+        queue: asyncio.Queue = asyncio.Queue()
+        preloaded, self._preloaded = self._preloaded, None
+        task = asyncio.create_task(self.service._execute(self.run_id, queue, foreground=True, preloaded=preloaded),
+                                   name=f"run:{self.run_id}")
+        try:
+            while True:
+                event = await queue.get()
+                if event is END_OF_STREAM:
+                    break
+                yield event
+            self.result = await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.shield(task)
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait([task])
+
+    async def collect(self) -> FlowResult:
+        async for _ in self.events():
+            pass
+        return self.result or await self.service.result(self.run_id)
+
+
+async def _settle(awaitable):
+    """Await to the end even if this task is cancelled (again) meanwhile: a run's outcome must be recorded."""
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    result = task.result()
+    if cancelled:
+        raise asyncio.CancelledError()
+    return result
+
+
+class _Raced(Exception):
+    """Another actor changed the run's status first."""
+
+
+def _mark_running(run_id: str):
+    async def mark(db: AsyncSession) -> None:
+        await db.execute(update(Run).where(Run.id == run_id, Run.status.in_(("queued", "running")))
+                         .values(status="running"))
+        await db.execute(update(Run).where(Run.id == run_id, Run.started_at.is_(None)).values(started_at=utcnow()))
+
+    return mark
+
+
+def _run_timeout(graph: CompiledGraph, default: float) -> float:
+    return graph.run_timeout or default
+
+
+def _recorded_inputs(inputs: dict[str, Any], message: str | None, kind: str) -> dict[str, Any]:
+    recorded = dict(inputs)
+    if kind == "chatflow" and message is not None:
+        recorded.setdefault("query", message)
+    return recorded
+
+
+def replay_outcomes(rows) -> dict[str, NodeOutcome]:
+    """From persisted events: which top-level nodes finished (with outputs) or wait for input."""
+    known: dict[str, NodeOutcome] = {}
+    for type_, data in rows:
+        if data.get("parent") is not None:
+            continue
+        node_id = data.get("node_id")
+        if type_ == ev.HUMAN_INPUT_REQUIRED:
+            if node_id not in known or known[node_id].status != "succeeded":
+                known[node_id] = NodeOutcome("waiting")
+        elif data.get("status") == "succeeded":
+            known[node_id] = NodeOutcome("succeeded", data.get("outputs") or {}, data.get("branch"), data.get("usage"))
+    return known
+
+
+__all__ = ["FlowService", "FlowRequest", "FlowResult", "FlowExecution", "FLOW_JOB_KIND"]

@@ -1,0 +1,57 @@
+"""A run as its callers read it: the record plus the node-by-node trace built from its events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from headwater.engine import events as ev
+from headwater.services.runs import run_public
+from headwater.store.flow_models import FlowRunState
+from headwater.store.models import Run, RunEvent
+
+_TRACE_TYPES = (ev.NODE_STARTED, ev.NODE_FINISHED, ev.HUMAN_INPUT_REQUIRED)
+
+
+async def node_trace(db: AsyncSession, run_id: str) -> list[dict[str, Any]]:
+    """One entry per node execution (iteration items included, with parent/index), in start order."""
+    rows = await db.execute(
+        select(RunEvent.type, RunEvent.data, RunEvent.created_at)
+        .where(RunEvent.run_id == run_id, RunEvent.type.in_(_TRACE_TYPES))
+        .order_by(RunEvent.seq)
+    )
+    entries: dict[tuple, dict[str, Any]] = {}
+    for type_, data, created_at in rows:
+        key = (data.get("node_id"), data.get("parent"), data.get("index"))
+        entry = entries.get(key)
+        if entry is None or (type_ == ev.NODE_STARTED and entry["status"] != "waiting"):
+            entry = entries[key] = {
+                "node_id": data.get("node_id"), "node_type": data.get("node_type"), "status": "running",
+                "started_at": created_at, "finished_at": None, "elapsed_ms": None,
+                "inputs": {}, "outputs": {}, "usage": None, "error": None,
+            }
+            if data.get("parent") is not None:
+                entry["parent"], entry["index"] = data["parent"], data.get("index")
+        if type_ == ev.HUMAN_INPUT_REQUIRED:
+            entry["status"] = "waiting"
+            entry["inputs"] = {"prompt": data.get("prompt")}
+        elif type_ == ev.NODE_FINISHED:
+            entry.update(
+                status=data.get("status"), finished_at=created_at, elapsed_ms=data.get("elapsed_ms"),
+                inputs=data.get("inputs") or {}, outputs=data.get("outputs") or {}, usage=data.get("usage"),
+                error=data.get("error"),
+            )
+            if data.get("branch") is not None:
+                entry["branch"] = data["branch"]
+    return list(entries.values())
+
+
+async def run_detail(db: AsyncSession, run: Run) -> dict[str, Any]:
+    detail = run_public(run)
+    state = await db.get(FlowRunState, run.id)
+    detail["kind"] = state.kind if state is not None else "chatbot"
+    detail["waiting"] = list(state.waiting or []) if state is not None and run.status == "waiting" else []
+    detail["nodes"] = await node_trace(db, run.id)
+    return detail
