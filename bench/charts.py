@@ -99,7 +99,7 @@ def memory_chart(results: dict, path: Path) -> Path | None:
     ax_line.set_ylabel("RSS (MB)")
     ax_line.set_title("Resident memory of each server during the run")
     ax_line.grid(True, alpha=0.3)
-    ax_line.legend(loc="upper left")
+    ax_line.legend(loc="center left")
 
     bars = _memory_bars(results)
     ax_bar.barh(list(bars), list(bars.values()), color=["#d62728"] * len(bars))

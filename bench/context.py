@@ -15,7 +15,7 @@ from bench.stats import summarise
 TARGETS = ("floor", "proxy", "headwater")
 TARGET_TITLES = {
     "floor": "mock called directly (floor)",
-    "proxy": "pass-through proxy (FastAPI + httpx)",
+    "proxy": "pass-through proxy (FastAPI + httpx2)",
     "headwater": "Headwater",
 }
 PROMPT = "Say something short about rivers."

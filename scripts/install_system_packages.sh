@@ -8,11 +8,32 @@
 #     espeak-ng, sox                         audio fixtures for the knowledge upload tests
 #     postgresql-server-dev-15, dpkg-dev     building pgvector for PostgreSQL
 #
-# NOTE (sandbox engineer, 11:38): an earlier version of this file, written by the
-# knowledge-base engineer at the same time, was overwritten by mistake. Its package
-# list is restored above from the apt log; a pgvector build step it may have had
-# was NOT recoverable and has to be added back by its author.
+# pgvector: Debian 12 ships no postgresql-15-pgvector package, so when the extension
+# is missing it is built from Debian's own pgvector source package (trixie, source
+# only: no binary from another release is installed) against the local PostgreSQL.
+# Without it the PostgreSQL backend still works, with full-text search only.
 set -euo pipefail
+
+install_pgvector() {
+  command -v pg_config >/dev/null 2>&1 || return 0
+  [ -f "$(pg_config --sharedir)/extension/vector.control" ] && return 0
+  command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] || return 0
+  echo "install_system_packages: building pgvector from Debian's source package" >&2
+  local sources=/etc/apt/sources.list.d/headwater-pgvector-src.sources
+  if [ ! -f "$sources" ]; then
+    printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$sources"
+  fi
+  apt-get update -q >/dev/null
+  local work
+  work=$(mktemp -d)
+  (
+    cd "$work" && apt-get source -q pgvector >/dev/null 2>&1 && cd pgvector-*/ \
+      && make -s USE_PGXS=1 with_llvm=no PG_CONFIG="$(command -v pg_config)" >/dev/null \
+      && make -s USE_PGXS=1 with_llvm=no PG_CONFIG="$(command -v pg_config)" install >/dev/null
+  ) || echo "install_system_packages: warning: pgvector could not be built; PostgreSQL knowledge search will be full-text only" >&2
+  rm -rf "$work"
+}
+
 
 REQUIRED_PACKAGES=()
 OPTIONAL_PACKAGES=(bubblewrap espeak-ng sox postgresql-server-dev-15 dpkg-dev)
@@ -26,6 +47,7 @@ missing_optional=()
 for package in "${REQUIRED_PACKAGES[@]}"; do is_installed "$package" || missing_required+=("$package"); done
 for package in "${OPTIONAL_PACKAGES[@]}"; do is_installed "$package" || missing_optional+=("$package"); done
 if [ ${#missing_required[@]} -eq 0 ] && [ ${#missing_optional[@]} -eq 0 ]; then
+  install_pgvector
   exit 0
 fi
 
@@ -62,4 +84,5 @@ if [ ${#missing_optional[@]} -gt 0 ]; then
   apt_install "${missing_optional[@]}" \
     || echo "install_system_packages: warning: could not install ${missing_optional[*]}; continuing without" >&2
 fi
+install_pgvector
 exit 0

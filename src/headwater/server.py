@@ -17,6 +17,7 @@ from headwater.providers.registry import ProviderPool
 from headwater.queue.inprocess import InProcessQueue
 from headwater.ratelimit import RateLimiter
 from headwater.runtime import Runtime
+from headwater.services.runs import fail_interrupted_runs
 from headwater.services.secrets_box import SecretBox
 from headwater.services.workspaces import bootstrap
 from headwater.store.db import create_engine, create_sessionmaker
@@ -53,6 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         runtime = await build_runtime(settings)
         app.state.runtime = runtime
+        if settings.is_sqlite:  # one process owns the store: what it left running is orphaned
+            async with runtime.sessionmaker() as db:
+                await fail_interrupted_runs(db)
         await runtime.jobs.recover()
         try:
             yield

@@ -460,7 +460,8 @@ class _TurnWriter:
             new_sessions = list({(start.session["workspace_id"], start.session["id"]): start.session
                                  for start in starts if start.session is not None}.values())
             if new_sessions:
-                await db.execute(insert(_sessions), new_sessions)
+                # Another batch may have created the same client-named session meanwhile: keep it.
+                await db.execute(_insert_ignoring_duplicates(db.bind.dialect.name, _sessions), new_sessions)
             if starts:
                 await db.execute(insert(_runs), [start.run for start in starts])
             messages = [row for outcome in outcomes for row in outcome.messages]
@@ -473,6 +474,14 @@ class _TurnWriter:
             if events:
                 await db.execute(insert(RunEvent.__table__), events)
             await db.commit()
+
+
+def _insert_ignoring_duplicates(dialect: str, table):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table).on_conflict_do_nothing()
 
 
 def _settle(future: asyncio.Future, error: Exception | None) -> None:
