@@ -11,14 +11,18 @@ import asyncio
 import hashlib
 from abc import ABC, abstractmethod
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import openai
 
 from headwater.errors import InvalidInput
 from headwater.knowledge.vectors import normalise
 from headwater.providers.base import ProviderConfig, ProviderError, ProviderTimeout, ProviderUnavailable
 from headwater.providers.http_errors import error_for_status, parse_retry_after, redact, upstream_message
 from headwater.providers.openai_compat import NO_KEY_PLACEHOLDER
+
+if TYPE_CHECKING:
+    import openai
 
 BATCH_SIZE = 64
 # Past this many characters a text is cut: embedding models read a few hundred tokens at most.
@@ -45,12 +49,16 @@ class OpenAIEmbedder(Embedder):
         self.name = f"{config.name}/{model}"
         self.model = model
         self._api_key = config.api_key
+        import openai  # here, not at module level: importing the SDK costs ~0.5 s of server start
+
         self._client = openai.AsyncOpenAI(
             base_url=config.base_url, api_key=config.api_key or NO_KEY_PLACEHOLDER,
             timeout=timeout, max_retries=max_retries,
         )
 
     async def embed(self, texts: list[str]) -> np.ndarray:
+        import openai
+
         rows: list[list[float]] = []
         for start in range(0, len(texts), BATCH_SIZE):
             batch = [t[:MAX_INPUT_CHARS] or " " for t in texts[start:start + BATCH_SIZE]]
@@ -71,6 +79,8 @@ class OpenAIEmbedder(Embedder):
 
 def map_openai_error(exc: openai.OpenAIError, name: str, api_key: str | None) -> ProviderError:
     """As the chat provider does: typed by status, the key redacted from anything echoed back."""
+    import openai
+
     if isinstance(exc, openai.APITimeoutError):
         return ProviderTimeout(f"{name}: request timed out")
     if isinstance(exc, openai.APIConnectionError):

@@ -18,10 +18,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
+from headwater.api.dialects.bot_chat import turn_failure
 from headwater.api.sse import sse_response
 from headwater.engine import events as ev
 from headwater.errors import InvalidInput
-from headwater.providers.base import ChatMessage, GenerationParams, ImagePart, ProviderError
+from headwater.providers.base import ChatMessage, GenerationParams, ImagePart
 from headwater.services.apps import AppService
 from headwater.services.chat import ChatService, TurnRequest
 from headwater.uploads import prepare_uploads
@@ -135,7 +136,7 @@ async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, d
     if not body.stream:
         result = await turn.collect()
         if result.status == "failed":
-            raise _failure(result.error)
+            raise turn_failure(result.error)
         return {
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
@@ -183,13 +184,6 @@ async def _stream_chunks(turn, completion_id: str, created: int, model: str, inc
 
 def _finish_reason(reason: str | None) -> str:
     return reason if reason in ("stop", "length", "content_filter", "tool_calls") else "stop"
-
-
-def _failure(error: dict[str, Any] | None):
-    message = (error or {}).get("message", "model call failed")
-    if (error or {}).get("code") == "invalid_input":
-        return InvalidInput(message)
-    return ProviderError(message, status=(error or {}).get("status"))
 
 
 @router.get("/v1/models")

@@ -21,11 +21,10 @@ from pydantic import Field, field_validator
 
 from headwater.engine.context import NodeContext
 from headwater.engine.errors import FeatureUnavailable
-from headwater.engine.nodes.base import Node, NodeConfig, NodeResult, node_type
+from headwater.engine.nodes.base import ModelName, Node, NodeConfig, NodeResult, node_type
 from headwater.engine.nodes.llm import stream_completion
-from headwater.errors import HeadwaterError, InvalidInput
+from headwater.errors import HeadwaterError
 from headwater.providers.base import ChatMessage, GenerationParams, Usage
-from headwater.providers.registry import split_model_name
 
 OBSERVATION_CHARS = 4000
 TOOL_DESCRIPTIONS = {
@@ -38,7 +37,7 @@ _THOUGHT = re.compile(r"thought\s*:\s*(.*?)(?:\n\s*(?:action|final answer)\s*:|$
 
 
 class AgentConfig(NodeConfig):
-    model: str = Field(min_length=3, max_length=300)
+    model: ModelName
     instructions: str = Field(default="", max_length=50_000)
     prompt: str = Field(default="{{ sys.query }}", max_length=50_000)
     tools: list[str] = Field(default_factory=list, max_length=len(TOOL_DESCRIPTIONS))
@@ -46,15 +45,6 @@ class AgentConfig(NodeConfig):
     mode: Literal["react", "actionplan"] = "react"
     max_steps: int = Field(default=6, ge=1, le=30)
     memory: bool = False
-
-    @field_validator("model")
-    @classmethod
-    def _model_name(cls, value: str) -> str:
-        try:
-            split_model_name(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.detail) from None
-        return value
 
     @field_validator("tools")
     @classmethod

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from headwater.errors import InvalidInput
 from headwater.providers.base import Usage
+from headwater.providers.registry import split_model_name
 
 if TYPE_CHECKING:
     from headwater.engine.context import NodeContext
@@ -115,3 +117,15 @@ def registered_types() -> list[str]:
 
     load_builtin_nodes()
     return sorted(_REGISTRY)
+
+
+def _valid_model_name(value: str) -> str:
+    try:
+        split_model_name(value)
+    except InvalidInput as exc:
+        raise ValueError(exc.detail) from None
+    return value
+
+
+#: A `<provider>/<model>` name in a node's config, checked when the graph is saved.
+ModelName = Annotated[str, Field(min_length=3, max_length=300), AfterValidator(_valid_model_name)]

@@ -11,11 +11,9 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from headwater.engine.context import NodeContext
-from headwater.engine.nodes.base import Node, NodeConfig, NodeResult, node_type
+from headwater.engine.nodes.base import ModelName, Node, NodeConfig, NodeResult, node_type
 from headwater.engine.nodes.llm import stream_completion
 from headwater.providers.base import ChatMessage, GenerationParams
-from headwater.providers.registry import split_model_name
-from headwater.errors import InvalidInput
 
 
 class ClassSpec(NodeConfig):
@@ -25,19 +23,10 @@ class ClassSpec(NodeConfig):
 
 
 class ClassifierConfig(NodeConfig):
-    model: str = Field(min_length=3, max_length=300)
+    model: ModelName
     input: str = Field(default="{{ sys.query }}", max_length=50_000)
     classes: list[ClassSpec] = Field(min_length=1, max_length=50)
     instructions: str = Field(default="", max_length=10_000)
-
-    @field_validator("model")
-    @classmethod
-    def _model_name(cls, value: str) -> str:
-        try:
-            split_model_name(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.detail) from None
-        return value
 
     @field_validator("classes")
     @classmethod

@@ -13,16 +13,14 @@ from contextlib import aclosing
 from pydantic import Field, field_validator
 
 from headwater.engine.context import NodeContext
-from headwater.engine.nodes.base import Node, NodeConfig, NodeResult, node_type
+from headwater.engine.nodes.base import ModelName, Node, NodeConfig, NodeResult, node_type
 from headwater.providers.base import ChatMessage, GenerationParams, Usage
-from headwater.providers.registry import split_model_name
-from headwater.errors import InvalidInput
 
 DEFAULT_MEMORY_WINDOW = 10
 
 
 class LlmConfig(NodeConfig):
-    model: str = Field(min_length=3, max_length=300)
+    model: ModelName
     system: str = Field(default="", max_length=100_000)
     prompt: str = Field(default="{{ sys.query }}", max_length=100_000)
     memory: bool | int = False
@@ -30,15 +28,6 @@ class LlmConfig(NodeConfig):
     max_tokens: int | None = Field(default=None, ge=1, le=65536)
     stop: list[str] | None = Field(default=None, max_length=8)
     stream: bool | None = None
-
-    @field_validator("model")
-    @classmethod
-    def _model_name(cls, value: str) -> str:
-        try:
-            split_model_name(value)
-        except InvalidInput as exc:
-            raise ValueError(exc.detail) from None
-        return value
 
     @field_validator("memory")
     @classmethod
