@@ -36,6 +36,7 @@ from headwater.providers.base import (
 from headwater.runtime import Runtime
 from headwater.services.apps import AppSnapshot
 from headwater.services.chatbot_config import ChatbotConfig
+from headwater.store.db import insert_ignoring_duplicates
 from headwater.store.models import AppVersion, ChatSession, Message, Run, RunEvent, new_id, utcnow
 
 log = logging.getLogger(__name__)
@@ -461,7 +462,7 @@ class _TurnWriter:
                                  for start in starts if start.session is not None}.values())
             if new_sessions:
                 # Another batch may have created the same client-named session meanwhile: keep it.
-                await db.execute(_insert_ignoring_duplicates(db.bind.dialect.name, _sessions), new_sessions)
+                await db.execute(insert_ignoring_duplicates(db.bind.dialect.name, _sessions), new_sessions)
             if starts:
                 await db.execute(insert(_runs), [start.run for start in starts])
             messages = [row for outcome in outcomes for row in outcome.messages]
@@ -474,14 +475,6 @@ class _TurnWriter:
             if events:
                 await db.execute(insert(RunEvent.__table__), events)
             await db.commit()
-
-
-def _insert_ignoring_duplicates(dialect: str, table):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(table).on_conflict_do_nothing()
 
 
 def _settle(future: asyncio.Future, error: Exception | None) -> None:

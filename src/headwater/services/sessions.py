@@ -6,7 +6,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.errors import NotFound
-from headwater.store.models import ChatSession, Message, new_id
+from headwater.store.db import insert_ignoring_duplicates
+from headwater.store.models import ChatSession, Message, new_id, utcnow
 
 
 class SessionService:
@@ -21,7 +22,17 @@ class SessionService:
             found = await self.db.get(ChatSession, (workspace_id, session_id))
             if found is not None:
                 return found
-        session = ChatSession(workspace_id=workspace_id, id=session_id or new_id(), app_id=app_id, user_id=user_id)
+            # Two first calls may name the same new conversation at once: whichever inserts
+            # second keeps the other's row instead of failing on the key.
+            now = utcnow()
+            await self.db.execute(
+                insert_ignoring_duplicates(self.db.bind.dialect.name, ChatSession.__table__).values(
+                    workspace_id=workspace_id, id=session_id, app_id=app_id, user_id=user_id,
+                    created_at=now, updated_at=now,
+                )
+            )
+            return await self.get(workspace_id, session_id)
+        session = ChatSession(workspace_id=workspace_id, id=new_id(), app_id=app_id, user_id=user_id)
         self.db.add(session)
         await self.db.flush()
         return session

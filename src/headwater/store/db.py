@@ -153,3 +153,12 @@ class _FusedCursor:
 
     async def setinputsizes(self, *sizes: Any) -> None:
         return None
+
+
+def insert_ignoring_duplicates(dialect: str, table):
+    """INSERT that leaves an existing row with the same key alone (two requests creating one row at once)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return dialect_insert(table).on_conflict_do_nothing()
