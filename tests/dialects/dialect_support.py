@@ -31,3 +31,55 @@ def make_public(workspace, app_id: str) -> None:
 def sse_data(response: httpx.Response) -> list[dict]:
     """The JSON payloads of a streamed response's `data:` lines, in order (pings and other fields skipped)."""
     return [json.loads(line.partition(":")[2]) for line in response.iter_lines() if line.startswith("data:")]
+
+
+def create_chatflow(workspace, *nodes: dict, name: str = "Flow") -> dict:
+    """A chatflow app: a start node, then `nodes` ({"id", "type", ...config}) one after another."""
+    chain = [{"id": "start", "type": "start"}, *nodes]
+    graph = {"nodes": chain, "edges": [{"source": a["id"], "target": b["id"]} for a, b in zip(chain, chain[1:])]}
+    with workspace.client() as c:
+        response = c.post("/v1/apps", json={"name": name, "kind": "chatflow", "graph": graph})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+def llm_chatflow(workspace, model: str = "fake/context", name: str = "Flow", **llm) -> dict:
+    """start -> llm (the message, with the conversation's memory) -> answer (the llm's text, streamed)."""
+    return create_chatflow(
+        workspace,
+        {"id": "gen", "type": "llm", "model": model, "memory": True, **llm},
+        {"id": "out", "type": "answer", "text": "{{ gen.text }}"},
+        name=name,
+    )
+
+
+def asking_chatflow(workspace, name: str = "Shop") -> dict:
+    """start -> human_input (asks a size) -> answer that uses the message and the answer."""
+    return create_chatflow(
+        workspace,
+        {"id": "ask", "type": "human_input", "prompt": "Which size?"},
+        {"id": "out", "type": "answer", "text": "You asked {{ start.query }} in size {{ ask.text }}"},
+        name=name,
+    )
+
+
+def run_events(workspace, run_id: str) -> list[dict]:
+    with workspace.client() as c:
+        response = c.get(f"/v1/runs/{run_id}/events")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def app_runs(workspace, app_id: str) -> list[dict]:
+    with workspace.client() as c:
+        return c.get("/v1/runs", params={"app_id": app_id}).json()
+
+
+def wayscloud_stream(workspace, key: str, body: dict, timeout: float = 30) -> tuple[int, str, list[dict]]:
+    """POST /v1/chatbot/api/chat/stream: (status, content type, the `data:` payloads or the error body)."""
+    with workspace.server.client(key) as c, c.stream("POST", "/v1/chatbot/api/chat/stream", json=body,
+                                                     timeout=timeout) as response:
+        if response.status_code != 200:
+            response.read()
+            return response.status_code, response.headers["content-type"], [response.json()]
+        return response.status_code, response.headers["content-type"], sse_data(response)

@@ -1,4 +1,8 @@
-"""A chatbot with a knowledge base: its citations reach WAYSCloud `citations` and Flowise `sourceDocuments`."""
+"""An app with a knowledge base: its citations reach WAYSCloud `citations` and Flowise `sourceDocuments`.
+
+The same for a chatbot (which retrieves before its model call) and a chatflow (whose
+retrieval node runs mid-way, before the reply starts).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,15 @@ import json
 import time
 
 import pytest
-from dialect_support import sse_data
+from dialect_support import create_chatflow, sse_data
 from flowise import Flowise, PredictionData
 
 PRICING = "Our prices start at 10 euros per month for the basic plan."
 
 
-@pytest.fixture
-def pricing_bot(workspace) -> dict:
+@pytest.fixture(params=["chatbot", "chatflow"])
+def pricing_bot(request, workspace) -> dict:
+    """An app that answers from the pricing knowledge base: a chatbot, or a chatflow with a retrieval node."""
     with workspace.client() as c:
         kb = c.post("/v1/knowledge-bases", json={"name": "Pricing"}).json()
         added = c.post(f"/v1/knowledge-bases/{kb['id']}/documents", json={
@@ -24,7 +29,14 @@ def pricing_bot(workspace) -> dict:
         while any(d["status"] in ("queued", "indexing") for d in c.get(f"/v1/knowledge-bases/{kb['id']}/documents").json()):
             assert time.monotonic() < deadline, "the document was not indexed in time"
             time.sleep(0.1)
-    return workspace.create_chatbot(model="fake/echo", knowledge_bases=[kb["id"]])
+    if request.param == "chatbot":
+        return workspace.create_chatbot(model="fake/echo", knowledge_bases=[kb["id"]])
+    return create_chatflow(
+        workspace,
+        {"id": "search", "type": "retrieval", "knowledge_bases": [kb["id"]]},
+        {"id": "gen", "type": "llm", "model": "fake/echo"},
+        {"id": "out", "type": "answer", "text": "{{ gen.text }}"},
+    )
 
 
 def test_wayscloud_sends_citations_in_the_reply_and_first_in_the_stream(workspace, pricing_bot):

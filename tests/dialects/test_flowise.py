@@ -13,7 +13,7 @@ import json
 import httpx
 import pytest
 import requests
-from dialect_support import latest_run, make_public, session_messages
+from dialect_support import latest_run, llm_chatflow, make_public, session_messages
 from flowise import Flowise, IFileUpload, IMessage, PredictionData
 
 from headwater.providers.fake import MIDSTREAM_TEXT
@@ -172,7 +172,6 @@ def test_return_source_documents_adds_nothing_without_citations(workspace, sdk):
 @pytest.mark.parametrize(("upload", "streaming"), [
     (IFileUpload(data=PNG, type="file", name="image.png", mime="image/png"), False),
     (IFileUpload(data=PNG.split(",", 1)[1], type="file", name="image.png", mime="image/png"), True),
-    (IFileUpload(data="https://example.com/cat.png", type="url", name="cat.png", mime="image/png"), False),
 ])
 def test_image_uploads_reach_the_model(workspace, sdk, upload, streaming):
     bot = workspace.create_chatbot(model="fake/echo")
@@ -197,6 +196,22 @@ def test_unusable_image_uploads_are_422_and_write_nothing(workspace, sdk, writte
         predict(sdk, bot["id"], "what is this?", uploads=[upload])
     assert caught.value.response.status_code == 422
     assert expected in caught.value.response.json()["detail"]
+    assert written() == before
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1/cat.png", "https://localhost/cat.png", "https://10.1.2.3/cat.png",
+                                 "https://[::ffff:127.0.0.1]/cat.png"])
+def test_image_urls_are_fetched_through_the_egress_guard(workspace, sdk, written, url):
+    # Fetched by the server, as the OpenAI route does, never handed to a provider to fetch: a private
+    # or loopback address is refused before anything is written, for chatbots and chatflows alike.
+    apps = [workspace.create_chatbot(model="fake/echo"), llm_chatflow(workspace, model="fake/echo")]
+    before = written()
+    for app in apps:
+        with pytest.raises(requests.HTTPError) as caught:
+            predict(sdk, app["id"], "what is this?", uploads=[IFileUpload(data=url, type="url", name="cat.png",
+                                                                          mime="image/png")])
+        assert caught.value.response.status_code == 422
+        assert "not allowed" in caught.value.response.json()["detail"]
     assert written() == before
 
 
@@ -340,7 +355,8 @@ def test_chat_messages_in_flowise_shape_with_filters(workspace, server, sdk):
             assert response.status_code == 200, response.text
             return [m["content"] for m in response.json() if m["role"] == "userMessage"]
 
-        assert contents(sessionId="a") == contents(chatId="a") == ["first", "second"]
+        assert contents(sessionId="a") == contents(chatId="a") == contents(sessionId="a", chatId="a") == ["first", "second"]
+        assert c.get(f"/api/v1/chatmessage/{bot['id']}", params={"sessionId": "a", "chatId": "b"}).status_code == 422
         assert contents(sort="DESC") == contents(order="DESC") == ["third", "second", "first"]
         assert contents(sort="ASC", sessionId="b") == ["third"]
         today = items[0]["createdDate"][:10]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dialect_support import latest_run, session_messages, sse_data
+from dialect_support import latest_run, llm_chatflow, session_messages, wayscloud_stream as stream_chat
 
 from headwater.providers.fake import MIDSTREAM_TEXT
 
@@ -17,23 +17,22 @@ def chatbot_key(workspace) -> str:
     return workspace.create_key("wayscloud", ["chatbot"])
 
 
-def stream_chat(workspace, key: str, body: dict, timeout: float = 30) -> tuple[int, str, list[dict]]:
-    with workspace.server.client(key) as c, c.stream("POST", STREAM, json=body, timeout=timeout) as response:
-        if response.status_code != 200:
-            response.read()
-            return response.status_code, response.headers["content-type"], [response.json()]
-        return response.status_code, response.headers["content-type"], sse_data(response)
-
-
-def test_bots_lists_the_workspaces_chatbots_only(workspace, other_workspace, chatbot_key):
+def test_bots_lists_the_workspaces_chatbots_and_chatflows(workspace, other_workspace, chatbot_key):
     bot = workspace.create_chatbot(name="Support Bot", model="fake/echo")
+    flow = llm_chatflow(workspace, name="Sales Flow")
     other_workspace.create_chatbot(name="Foreign Bot")
     with workspace.client() as c:
         assert c.post("/v1/apps", json={"name": "Agent", "kind": "agent", "config": {"mode": "react"}}).status_code == 201
+        workflow = {"nodes": [{"id": "start", "type": "start"}, {"id": "end", "type": "end", "outputs": {}}],
+                    "edges": [{"source": "start", "target": "end"}]}
+        assert c.post("/v1/apps", json={"name": "Job", "kind": "workflow", "graph": workflow}).status_code == 201
     with workspace.server.client(chatbot_key) as c:
         response = c.get(BOTS)
     assert response.status_code == 200
-    assert response.json() == {"bots": [{"id": bot["id"], "slug": "support-bot", "name": "Support Bot", "description": ""}]}
+    assert response.json() == {"bots": [
+        {"id": bot["id"], "slug": "support-bot", "name": "Support Bot", "description": ""},
+        {"id": flow["id"], "slug": "sales-flow", "name": "Sales Flow", "description": ""},
+    ]}
 
 
 def test_chat_by_slug_or_id_answers_and_is_recorded(workspace, chatbot_key):

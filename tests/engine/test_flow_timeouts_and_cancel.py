@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flow_support import chain, node, start, trace
+from flow_support import chain, node, sse_frames, start, trace
 
 LONG = " ".join(f"w{i}" for i in range(60))
 
@@ -70,6 +70,18 @@ def test_a_streaming_client_that_disconnects_cancels_the_run(flows):
     assert len(run["outputs"]["text"].split()) < 60
     messages = flows.client.get(f"/v1/sessions/{run['session_id']}/messages").json()
     assert [m["role"] for m in messages] == ["user", "assistant"] and messages[1]["meta"]["partial"] is True
+
+
+def test_a_streamed_run_deleted_elsewhere_ends_its_stream_with_run_finished(flows):
+    app = _slow_app(flows, ms=100)
+    with flows.client.stream("POST", "/v1/runs?stream=true", json={"app_id": app["id"], "inputs": {"query": LONG}},
+                             timeout=10) as response:  # under the 15 s ping: a hang fails
+        frames = sse_frames(response.iter_lines())
+        run_id = next(frames)["data"]["run_id"]
+        next(f for f in frames if f["event"] == "token")
+        assert flows.client.delete(f"/v1/runs/{run_id}").status_code == 200
+        rest = list(frames)  # the stream ends: it does not hang on the cancelled run
+    assert rest[-1]["event"] == "run_finished" and rest[-1]["data"]["status"] == "cancelled"
 
 
 def test_runs_of_another_workspace_cannot_be_cancelled_or_read(flows, other_flows):

@@ -190,6 +190,14 @@ class AppService:
             await self.db.rollback()
             raise Conflict(f"slug '{slug}' is already used in this workspace") from None
 
+    async def find_in_any_workspace(self, app_id: str) -> App | None:
+        """Any workspace's app by its id (never its slug: slugs repeat across workspaces and are guessable).
+
+        Only for callers without a key (a public app, a yes/no probe): the caller must learn
+        nothing about the app beyond what the route decides to answer.
+        """
+        return await self.db.get(App, app_id)
+
 
 def _check_slug(slug: str) -> None:
     if not SLUG_PATTERN.match(slug):

@@ -36,6 +36,7 @@ from headwater.providers.base import (
 from headwater.runtime import Runtime
 from headwater.services.apps import AppSnapshot
 from headwater.services.chatbot_config import ChatbotConfig
+from headwater.services.sessions import check_session_app
 from headwater.store.db import insert_ignoring_duplicates
 from headwater.store.models import AppVersion, ChatSession, Message, Run, RunEvent, new_id, utcnow
 
@@ -91,7 +92,9 @@ class ChatService:
             if request.images and not provider.accepts_images:
                 raise InvalidInput(f"model '{config.model}' does not accept images")
             window = config.memory_window if request.history is None else 0
-            session_id, stored = await _session_memory(db, request.workspace_id, request.session_id, window)
+            session_id, stored = await _session_memory(
+                db, request.workspace_id, request.session_id, request.snapshot.app.id, window
+            )
         now = utcnow()
         new_session = None
         if session_id is None:  # a new conversation, under the client's id when it gave one
@@ -330,7 +333,8 @@ def _memory_query():
     )
     sessions = ChatSession.__table__
     return (
-        select(sessions.c.id, recent.c.role, recent.c.content, recent.c.created_at, recent.c.id.label("message_id"))
+        select(sessions.c.id, sessions.c.app_id, recent.c.role, recent.c.content, recent.c.created_at,
+               recent.c.id.label("message_id"))
         .select_from(sessions.outerjoin(recent, true()))
         .where(sessions.c.workspace_id == bindparam("workspace_id"), sessions.c.id == bindparam("session_id"))
     )
@@ -341,9 +345,12 @@ _MEMORY_QUERY = _memory_query()
 
 
 async def _session_memory(
-    db: AsyncSession, workspace_id: str, session_id: str | None, window: int
+    db: AsyncSession, workspace_id: str, session_id: str | None, app_id: str, window: int
 ) -> tuple[str | None, list[tuple[str, str]]]:
-    """(the session's id if it exists, its last `window` messages oldest first as (role, content))."""
+    """(the session's id if it exists, its last `window` messages oldest first as (role, content)).
+
+    409 when the session is another app's conversation (see `check_session_app`).
+    """
     if not session_id:
         return None, []
     rows = (await db.execute(
@@ -351,6 +358,7 @@ async def _session_memory(
     )).all()
     if not rows:
         return None, []
+    check_session_app(rows[0].app_id, app_id)
     found = [row for row in rows if row.message_id is not None]
     found.sort(key=lambda row: (row.created_at, row.message_id))
     return rows[0].id, [(row.role, row.content) for row in found]

@@ -63,6 +63,8 @@ class FlowRequest:
     # Earlier turns sent by the client (stateless style); None means "the session's memory".
     history: list[ChatMessage] | None = None
     files: list[Any] = field(default_factory=list)
+    # The id a chatflow's reply gets in the session history, when the caller must know it in advance.
+    reply_message_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -138,6 +140,8 @@ class FlowService:
                     "run_id": run.id, "app_id": app.id, "session_id": session_id, "user_id": request.user_id,
                     "query": message if app.kind == "chatflow" else (message or ""), "history": history,
                     "files": list(request.files),
+                    # Kept with the run, so a reply saved after a pause or a restart still gets it.
+                    "reply_message_id": request.reply_message_id or new_id(),
                 },
                 answers={}, waiting=[],
             )
@@ -401,11 +405,13 @@ class FlowService:
         reply_meta: dict[str, Any] = {"usage": usage}
         if status == "cancelled":
             reply_meta["partial"] = True
+        if outputs.get("citations"):
+            reply_meta["citations"] = outputs["citations"]
         await db.execute(insert(Message), [
             {**common, "id": new_id(), "role": "user", "content": state.sys.get("query") or "", "meta": {},
              "created_at": run.created_at},
-            {**common, "id": new_id(), "role": "assistant", "content": outputs.get("text", ""), "meta": reply_meta,
-             "created_at": now},
+            {**common, "id": state.sys.get("reply_message_id") or new_id(), "role": "assistant",
+             "content": outputs.get("text", ""), "meta": reply_meta, "created_at": now},
         ])
         await db.execute(update(ChatSession).where(
             ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id).values(updated_at=now))
@@ -445,7 +451,10 @@ class FlowExecution:
                 if event is END_OF_STREAM:
                     break
                 yield event
-            self.result = await task
+            # A run cancelled by someone else (DELETE /v1/runs/{id}) ends its stream normally: its
+            # run_finished says so, and awaiting its task would cancel this consumer too.
+            await asyncio.wait([task])
+            self.result = None if task.cancelled() else task.result()
         finally:
             if not task.done():
                 task.cancel()

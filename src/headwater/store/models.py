@@ -158,7 +158,10 @@ class Message(Base):
 
 class Run(Base):
     __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_workspace_created", "workspace_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_runs_workspace_created", "workspace_id", "created_at"),
+        Index("ix_runs_session", "workspace_id", "session_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))

@@ -1,11 +1,12 @@
-"""What the bot chat dialects (WAYSCloud, Tailwinds/Flowise) share: finding the app, starting a turn.
+"""What the bot chat dialects (WAYSCloud, Tailwinds/Flowise) share: finding the app, starting a turn, its reply.
 
 `start_turn()` is the one place where an app and a message become a running
-turn. Today it serves chatbot apps through `ChatService`; a chatflow plugs in
-there (add its kind to `SERVED_KINDS` and dispatch to the chatflow service),
-and every route of both dialects, including the list of bots and Flowise's
-`chatflows-streaming` probe, follows. A turn is anything shaped like
-`DialectTurn`.
+turn: chatbot apps through `ChatService`, chatflow apps through
+`start_chatflow_turn` (a message to a chatflow waiting for input answers it).
+Every route of both dialects, including the list of bots and Flowise's
+`chatflows-streaming` probe, serves the kinds in `SERVED_KINDS`. A turn is
+anything shaped like `DialectTurn`; `reply_parts()` reads its events as the
+reply a dialect streams.
 
 `citations_of()` is the one place the dialects read citations from (WAYSCloud
 `citations`, Flowise `sourceDocuments`).
@@ -14,23 +15,34 @@ and every route of both dialects, including the list of bots and Flowise's
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from headwater.api.dialects.waterflai import RunFailed
+from headwater.engine import events as ev
 from headwater.engine.events import Event
-from headwater.errors import Conflict, HeadwaterError, InvalidInput
+from headwater.errors import HeadwaterError, InvalidInput
 from headwater.providers.base import ProviderError
 from headwater.runtime import Runtime
 from headwater.services.apps import AppService, AppSnapshot
 from headwater.services.chat import ChatService, TurnRequest, TurnResult
-from headwater.store.models import App, ChatSession
+from headwater.services.chatflow_turn import start_chatflow_turn
+from headwater.store.models import App
 
-SERVED_KINDS: tuple[str, ...] = ("chatbot",)
+SERVED_KINDS: tuple[str, ...] = ("chatbot", "chatflow")
 
 
 class DialectTurn(Protocol):
-    """What a dialect needs from a prepared turn (services.chat.ChatTurn is one)."""
+    """What a dialect needs from a started turn (services.chat.ChatTurn, services.chatflow_turn.ChatflowTurn).
+
+    `events()` yields engine events (CONTRACTS §3): the reply's `token`s, an `error` when
+    the turn fails, and `run_finished`, except for a chatflow that pauses for human
+    input, whose stream ends after the question (sent as the reply's last `token`).
+    `citations` may grow while the events pass (a chatflow's retrieval node runs mid-way).
+    """
 
     run_id: str
     session_id: str
@@ -47,7 +59,8 @@ async def start_turn(runtime: Runtime, request: TurnRequest) -> DialectTurn:
     kind = request.snapshot.app.kind
     if kind == "chatbot":
         return await ChatService(runtime).prepare(request)
-    # Chatflow apps plug in here, e.g. `return await ChatflowService(runtime).prepare(request)`.
+    if kind == "chatflow":
+        return await start_chatflow_turn(runtime, request)
     raise _wrong_kind(request.snapshot.app)
 
 
@@ -65,40 +78,56 @@ async def list_served_apps(db: AsyncSession, workspace_id: str) -> list[AppSnaps
 
 
 async def find_app_by_id(db: AsyncSession, app_id: str) -> App | None:
-    """Any workspace's app by its id (never its slug: slugs repeat across workspaces and are guessable).
-
-    Only for callers without a key, whose only reach is a public app or the yes/no
-    streaming probe, so the caller learns nothing else about the app.
-    """
-    app = await db.get(App, app_id)
+    """Any workspace's app of a served kind, by id: only for callers without a key (see AppService)."""
+    app = await AppService(db).find_in_any_workspace(app_id)
     return app if app is not None and app.kind in SERVED_KINDS else None
 
 
-async def existing_session(db: AsyncSession, workspace_id: str, session_id: str, app_id: str) -> ChatSession | None:
-    """The named session if it exists yet; 409 when it is another app's conversation.
+@dataclass(frozen=True, slots=True)
+class ReplyPart:
+    """One step of a streamed reply: a `token` of text, then `done`, or one `error` (with its message) instead."""
 
-    Session ids may be picked by clients (Flowise `sessionId: "123"`), so without this
-    check one app's caller (possibly anonymous, on a public app) could continue, and
-    read through the model, another app's conversation.
-    """
-    session = await db.get(ChatSession, (workspace_id, session_id))
-    if session is not None and session.app_id != app_id:
-        raise Conflict("this session id belongs to a conversation with another app; use a different one")
-    return session
+    type: Literal["token", "error", "done"]
+    text: str = ""
+
+
+async def reply_parts(turn: DialectTurn) -> AsyncIterator[ReplyPart]:
+    """The turn's events as the reply a dialect streams; the turn runs (and is recorded) to its end."""
+    failed = False
+    async with aclosing(turn.events()) as events:
+        async for event in events:
+            if failed:
+                continue  # the rest (run_finished) only records the failure
+            if event.type == ev.TOKEN:
+                yield ReplyPart("token", event.data["text"])
+            elif event.type == ev.ERROR:
+                failed = True
+                yield ReplyPart("error", event.data["message"])
+            elif event.type == ev.RUN_FINISHED and event.data.get("status") == "cancelled":
+                failed = True  # cancelled elsewhere (DELETE /v1/runs/{id}): no error event precedes it
+                yield ReplyPart("error", "the run was cancelled")
+    if not failed:
+        yield ReplyPart("done")
 
 
 def citations_of(source: DialectTurn | TurnResult) -> list[dict[str, Any]]:
-    """The citations of a turn (known at prepare(), so a stream can send them first) or of its result.
+    """The citations of a turn (so far: a stream sends those seen before its first output) or of its result.
 
-    Empty unless the app has knowledge bases; each is a dict with `title`, `url`, `text`, `score`...
+    Empty unless the app retrieves from knowledge bases; each is a dict with `title`, `url`, `text`, `score`...
     """
     return list(source.citations)
 
 
 def turn_failure(error: dict[str, Any] | None) -> HeadwaterError:
-    """The HTTP error for a non-streamed turn that failed (its run record keeps the details)."""
+    """The HTTP error for a non-streamed turn that failed (its run record keeps the details).
+
+    A chatflow turn's error names the status to answer with (`http_status`, the same as the
+    native chatflow route's); a chatbot turn's `status` is the upstream status of a failed model call.
+    """
     error = error or {}
     message = error.get("message", "model call failed")
+    if "http_status" in error:
+        return RunFailed({"message": message, "status": error["http_status"]})
     if error.get("code") == "invalid_input":
         return InvalidInput(message)
     return ProviderError(message, status=error.get("status"))

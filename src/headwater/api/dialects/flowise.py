@@ -10,38 +10,36 @@ then `end`; a failure sends `error` and then `end`, as Flowise does. (Flowise
 writes `message` without the colon before `error` and `end`; either way it is
 a field SSE clients ignore, and CONTRACTS §8 asks for `message:` on every frame.)
 
-A session is named by `overrideConfig.sessionId` (or `chatId`); `chatId` and
-`sessionId` in responses are both that session's id. A public app answers
-predictions without a key; everything else needs one.
+The app is a chatbot or a chatflow. A session is named by
+`overrideConfig.sessionId` (or `chatId`); `chatId` and `sessionId` in responses
+are both that session's id. A public app answers predictions without a key;
+everything else needs one. Image URLs are fetched through the SSRF-safe client,
+like every other user-given URL.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from contextlib import aclosing
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.api.deps import AdminKey, DbSession, OptionalKey, RuntimeDep, require_scope
 from headwater.api.dialects.bot_chat import (
     DialectTurn,
     citations_of,
-    existing_session,
     find_app_by_id,
     load_served_app,
+    reply_parts,
     start_turn,
     turn_failure,
 )
 from headwater.api.sse import sse_response
-from headwater.engine import events as ev
 from headwater.errors import InvalidInput, NotFound, Unauthorized
 from headwater.providers.base import ChatMessage, ImagePart
 from headwater.services.apps import AppService, AppSnapshot
@@ -91,7 +89,7 @@ class Upload(BaseModel):
 
 
 class OverrideConfig(BaseModel):
-    # Flowise lets a flow's node inputs be overridden here; a chatbot has none, so other keys are ignored.
+    # Flowise lets a flow's node inputs be overridden here; our apps take none, so other keys are ignored.
     model_config = ConfigDict(extra="allow")
 
     sessionId: str | None = Field(default=None, min_length=1, max_length=200)
@@ -126,11 +124,11 @@ async def chatflow_streaming(app_id: str, db: DbSession):
 async def predict(app_id: str, body: PredictionRequest, principal: OptionalKey, db: DbSession, runtime: RuntimeDep):
     snapshot = await _app_for_caller(db, principal, app_id)
     workspace_id = snapshot.app.workspace_id
-    images, uploaded = await _images_from_uploads(body.uploads or [], runtime, workspace_id)
+    images, uploaded = await _read_uploads(body.uploads or [], runtime, workspace_id)
     question = uploaded.question(body.question or "")  # an audio upload's transcript is (part of) the question
     override = body.overrideConfig or OverrideConfig()
     session_id = override.sessionId or body.chatId
-    history = await _client_history(db, body, workspace_id, session_id, snapshot.app.id)
+    history = await _client_history(db, body, workspace_id, session_id)
     await db.close()  # the turn opens its own sessions; don't hold this connection during generation
     turn = await start_turn(runtime, TurnRequest(
         workspace_id=workspace_id, snapshot=snapshot, message=question, images=images,
@@ -139,7 +137,7 @@ async def predict(app_id: str, body: PredictionRequest, principal: OptionalKey, 
     if body.streaming:
         return sse_response(_stream_frames(turn, question, override.returnSourceDocuments))
     result = await turn.collect()
-    if result.status == "failed":
+    if result.error is not None:
         raise turn_failure(result.error)
     response: dict[str, Any] = {
         "text": result.text, "question": question,
@@ -163,43 +161,44 @@ async def _app_for_caller(db: AsyncSession, principal: Principal | None, app_id:
 
 
 async def _client_history(
-    db: AsyncSession, body: PredictionRequest, workspace_id: str, session_id: str | None, app_id: str
+    db: AsyncSession, body: PredictionRequest, workspace_id: str, session_id: str | None
 ) -> list[ChatMessage] | None:
     """The turn's earlier messages: the client's `history`, unless the named session remembers (stored memory wins).
 
-    None means "use the session's stored memory". A conversation that does not exist yet
-    has none, so it gets the client's history as is (the SDK always sends `history: []`),
-    which also spares prepare() looking for messages that cannot be there.
+    None means "use the session's stored memory", which is also what an empty `history`
+    (the SDK always sends `history: []`) comes to. Whether the session is this app's
+    conversation is the turn's to check (409 otherwise).
     """
-    session = await existing_session(db, workspace_id, session_id, app_id) if session_id else None
     client_history = [item.as_chat_message() for item in body.history or []]
-    if session is None:
-        return client_history
-    if client_history and not await SessionService(db).recent_messages(workspace_id, session.id, 1):
-        return client_history
-    return None
+    if not client_history:
+        return None
+    if session_id and await SessionService(db).has_messages(workspace_id, session_id):
+        return None
+    return client_history
 
 
-async def _images_from_uploads(
+async def _read_uploads(
     uploads: list[Upload], runtime: Runtime, workspace_id: str
 ) -> tuple[list[ImagePart], PreparedUploads]:
+    """(every image, inline or fetched; the rest as headwater.uploads read it)."""
     images, others = [], []
     for upload in uploads:
-        if _is_image(upload):
+        if _is_image(upload) and upload.type != "url":
             images.append(_image_part(upload))
         else:
-            others.append(non_image_upload(upload))
-    return images, await prepare_uploads(runtime, workspace_id, others)
+            others.append(upload_item(upload))
+    prepared = await prepare_uploads(runtime, workspace_id, others)
+    return images + prepared.images, prepared
 
 
-def non_image_upload(upload: Upload) -> UploadItem:
-    """A file or audio upload, read by headwater.uploads: a file's text becomes context, audio is transcribed."""
+def upload_item(upload: Upload) -> UploadItem:
+    """An upload read by headwater.uploads: an image URL is fetched, a file's text becomes context, audio is transcribed."""
     label = f"upload '{upload.name or upload.type}'"
-    if upload.type == "url":
+    if upload.type == "url" and not _is_image(upload):
         raise InvalidInput(f"{label}: only image URLs are accepted")
     if not (upload.data or "").strip():
         raise InvalidInput(f"{label} has no data")
-    kind = "audio" if upload.type == "audio" else "file"
+    kind = {"url": "url", "audio": "audio"}.get(upload.type, "file")
     return UploadItem(type=kind, data=upload.data or "", name=upload.name or None, mime=upload.mime or None)
 
 
@@ -210,15 +209,11 @@ def _is_image(upload: Upload) -> bool:
 
 
 def _image_part(upload: Upload) -> ImagePart:
+    """An image sent inline (data URI or bare base64 typed by `mime`)."""
     label = f"upload '{upload.name or upload.type}'"
     data = (upload.data or "").strip()
     if not data:
         raise InvalidInput(f"{label} has no data")
-    if upload.type == "url":
-        parts = urlsplit(data)
-        if parts.scheme != "https" or not parts.netloc:
-            raise InvalidInput(f"{label}: an image url must be an https URL")
-        return ImagePart(url=data)
     if data.startswith("data:"):
         header, _, payload = data.partition(",")
         if not header.startswith("data:image/") or not header.endswith(";base64"):
@@ -245,24 +240,22 @@ def _frame(event: str, data: Any) -> bytes:
 
 
 async def _stream_frames(turn: DialectTurn, question: str, return_sources: bool):
-    started = failed = False
-    async with aclosing(turn.events()) as events:
-        async for event in events:
-            if event.type == ev.TOKEN:
-                if not started:  # Flowise's `start` carries the first token and precedes its `token`
-                    started = True
-                    yield _frame("start", event.data["text"])
-                yield _frame("token", event.data["text"])
-            elif event.type == ev.ERROR:
-                failed = True
-                yield _frame("error", event.data["message"])
-            elif event.type == ev.RUN_FINISHED and not failed:
-                if return_sources and (documents := source_documents(citations_of(turn))):
-                    yield _frame("sourceDocuments", documents)
-                yield _frame("metadata", {
-                    "chatId": turn.session_id, "chatMessageId": turn.message_id,
-                    "question": question, "sessionId": turn.session_id,
-                })
+    started = False
+    async for part in reply_parts(turn):
+        if part.type == "token":
+            if not started:  # Flowise's `start` carries the first token and precedes its `token`
+                started = True
+                yield _frame("start", part.text)
+            yield _frame("token", part.text)
+        elif part.type == "error":
+            yield _frame("error", part.text)
+        else:
+            if return_sources and (documents := source_documents(citations_of(turn))):
+                yield _frame("sourceDocuments", documents)
+            yield _frame("metadata", {
+                "chatId": turn.session_id, "chatMessageId": turn.message_id,
+                "question": question, "sessionId": turn.session_id,
+            })
     yield _frame("end", "[DONE]")
 
 
@@ -280,10 +273,12 @@ async def list_chat_messages(
     startDate: str | None = None, endDate: str | None = None,
 ):
     app = await AppService(db).get(principal.workspace_id, app_id)
-    query = _message_filter(select(Message), principal.workspace_id, app.id, sessionId, chatId, startDate, endDate)
-    descending = (sort or order) == "DESC"
-    ordering = (Message.created_at.desc(), Message.id.desc()) if descending else (Message.created_at, Message.id)
-    return [_message_public(m) for m in await db.scalars(query.order_by(*ordering))]
+    messages = await SessionService(db).app_messages(
+        principal.workspace_id, app.id, session_id=_session_filter(sessionId, chatId),
+        start=_date_bound(startDate, "startDate", time.min), end=_date_bound(endDate, "endDate", time.max),
+        descending=(sort or order) == "DESC",
+    )
+    return [_message_public(m) for m in messages]
 
 
 @router.delete("/chatmessage/{app_id}")
@@ -294,26 +289,24 @@ async def delete_chat_messages(
 ):
     """Without filters, every message of the app; the conversations' memory goes with them."""
     app = await AppService(db).get(principal.workspace_id, app_id)
-    statement = _message_filter(delete(Message), principal.workspace_id, app.id, sessionId, chatId, startDate, endDate)
-    result = await db.execute(statement)
-    await db.commit()
-    return {"raw": [], "affected": result.rowcount}  # TypeORM's DeleteResult, which Flowise returns
+    affected = await SessionService(db).delete_app_messages(
+        principal.workspace_id, app.id, session_id=_session_filter(sessionId, chatId),
+        start=_date_bound(startDate, "startDate", time.min), end=_date_bound(endDate, "endDate", time.max),
+    )
+    return {"raw": [], "affected": affected}  # TypeORM's DeleteResult, which Flowise returns
 
 
-def _message_filter(statement, workspace_id: str, app_id: str, session_id: str | None, chat_id: str | None,
-                    start: str | None, end: str | None):
-    statement = statement.where(Message.workspace_id == workspace_id, Message.app_id == app_id)
-    for wanted in {session_id, chat_id} - {None}:  # both name the session here
-        statement = statement.where(Message.session_id == wanted)
-    if start:
-        statement = statement.where(Message.created_at >= _date_bound(start, "startDate", time.min))
-    if end:
-        statement = statement.where(Message.created_at <= _date_bound(end, "endDate", time.max))
-    return statement
+def _session_filter(session_id: str | None, chat_id: str | None) -> str | None:
+    """Both name the session here (a reply's chatId is its sessionId), so two different ones are a mistake."""
+    if session_id and chat_id and session_id != chat_id:
+        raise InvalidInput("sessionId and chatId both name the conversation here; they differ")
+    return session_id or chat_id
 
 
-def _date_bound(value: str, name: str, day_edge: time) -> datetime:
+def _date_bound(value: str | None, name: str, day_edge: time) -> datetime | None:
     """An ISO 8601 date or datetime in UTC; a bare date means its start (startDate) or end (endDate), as in Flowise."""
+    if not value:
+        return None
     try:
         return datetime.combine(date.fromisoformat(value), day_edge, tzinfo=UTC)
     except ValueError:

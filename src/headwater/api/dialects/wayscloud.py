@@ -1,15 +1,17 @@
 """WAYSCloud's chatbot API (CONTRACTS §7, seeds/wayscloud-chatbot-api.txt): list bots, chat, chat as SSE.
 
-A bot is named by id or slug. No `session_id` starts a conversation; sending the
-returned one back continues it with the server-side memory. The stream is
+A bot is a chatbot or chatflow app, named by id or slug. No `session_id` starts a
+conversation; sending the returned one back continues it with the server-side
+memory (and answers a chatflow that paused to ask a question). The stream is
 `data:` lines only: `meta` first (session id, citations), then `token`s, then
-`done`, or `error` instead of `done` when generation fails.
+`done`, or `error` instead of `done` when generation fails. `meta` goes out with
+the first token (or error, or done): a chatflow's citations are known once its
+retrieval node has run, which is before its reply starts.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -21,14 +23,13 @@ from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
 from headwater.api.dialects.bot_chat import (
     DialectTurn,
     citations_of,
-    existing_session,
     list_served_apps,
     load_served_app,
+    reply_parts,
     start_turn,
     turn_failure,
 )
 from headwater.api.sse import sse_response
-from headwater.engine import events as ev
 from headwater.runtime import Runtime
 from headwater.services.chat import TurnRequest
 
@@ -57,7 +58,7 @@ async def chat(body: ChatRequest, principal: ChatbotKey, db: DbSession, runtime:
     started = time.perf_counter()
     turn = await _start(body, principal.workspace_id, db, runtime)
     result = await turn.collect()
-    if result.status == "failed":
+    if result.error is not None:
         raise turn_failure(result.error)
     return {
         "session_id": result.session_id,
@@ -78,12 +79,10 @@ async def chat_stream(body: ChatRequest, principal: ChatbotKey, db: DbSession, r
 
 async def _start(body: ChatRequest, workspace_id: str, db: AsyncSession, runtime: Runtime) -> DialectTurn:
     snapshot = await load_served_app(db, workspace_id, body.bot_id)
-    session = await existing_session(db, workspace_id, body.session_id, snapshot.app.id) if body.session_id else None
     await db.close()  # the turn opens its own sessions; don't hold this connection during generation
     return await start_turn(runtime, TurnRequest(
         workspace_id=workspace_id, snapshot=snapshot, message=body.message, session_id=body.session_id,
-        # A conversation that does not exist yet remembers nothing: saying so spares prepare() a query.
-        history=None if session is not None else [], source="wayscloud",
+        source="wayscloud",
     ))
 
 
@@ -92,15 +91,15 @@ def _data(payload: dict[str, Any]) -> bytes:
 
 
 async def _stream_events(turn: DialectTurn):
-    yield _data({"type": "meta", "data": {"session_id": turn.session_id, "citations": citations_of(turn)}})
-    failed = False
-    async with aclosing(turn.events()) as events:
-        async for event in events:
-            if event.type == ev.TOKEN:
-                yield _data({"type": "token", "content": event.data["text"]})
-            elif event.type == ev.ERROR:
-                # The seed's error event replaces `done`: the client never mistakes a broken reply for a whole one.
-                failed = True
-                yield _data({"type": "error", "content": event.data["message"]})
-            elif event.type == ev.RUN_FINISHED and not failed:
-                yield _data({"type": "done"})
+    meta_sent = False
+    async for part in reply_parts(turn):
+        if not meta_sent:
+            meta_sent = True
+            yield _data({"type": "meta", "data": {"session_id": turn.session_id, "citations": citations_of(turn)}})
+        if part.type == "token":
+            yield _data({"type": "token", "content": part.text})
+        elif part.type == "error":
+            # The seed's error event replaces `done`: the client never mistakes a broken reply for a whole one.
+            yield _data({"type": "error", "content": part.text})
+        else:
+            yield _data({"type": "done"})

@@ -1,0 +1,149 @@
+"""A chatflow run seen as one chat turn: how the bot chat dialects (WAYSCloud, Flowise) serve chatflow apps.
+
+`start_chatflow_turn()` maps a chat message (`TurnRequest`) onto the flow service:
+- a chatflow always has a conversation: the one the client names (continued, or
+  started under its id) or a new one;
+- when the conversation's run waits at a human_input node, the message is the
+  answer and that run continues (`FlowService.resume`); otherwise a new run starts;
+- images and the text of attached files reach the flow as `sys.files`, shaped as
+  OpenAI content parts: `{"type": "image_url", "image_url": {"url": <data: URI>}}`
+  per image and `{"type": "text", "text": ...}` for the files' text, fenced as data
+  exactly as a chatbot gets it in its system prompt. The flow's templates decide
+  what to do with them (a chatbot's model gets them without asking);
+- the reply's message id is fixed before the run starts, so the turn can name the
+  assistant message that the run stores in the history when it ends.
+
+`ChatflowTurn` relays the run's engine events. When the run pauses, the prompt of
+the node the next message answers is the turn's reply: it follows the
+`human_input_required` event as a `token` event, so every dialect streams and
+returns it like any reply (the stored trace keeps the `human_input_required`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from headwater.engine import events as ev
+from headwater.engine.events import Event
+from headwater.errors import InvalidInput
+from headwater.providers.base import Usage
+from headwater.runtime import Runtime
+from headwater.services.chat import TurnRequest, TurnResult
+from headwater.services.flows import FlowExecution, FlowRequest, FlowService
+from headwater.store.flow_models import FlowRunState
+from headwater.store.models import Run, new_id
+
+# Between what the flow already said in this turn and the question it pauses on.
+PAUSE_SEPARATOR = "\n\n"
+
+
+async def start_chatflow_turn(runtime: Runtime, request: TurnRequest) -> "ChatflowTurn":
+    """Start (or, for a conversation waiting for an answer, continue) a run; nothing is written if this raises."""
+    if not request.message.strip():
+        raise InvalidInput("the message is empty")
+    service = FlowService(runtime)
+    if request.session_id and can_ask(request.snapshot.version.graph):
+        async with runtime.sessionmaker() as db:
+            waiting = await _waiting_run(db, request.workspace_id, request.snapshot.app.id, request.session_id)
+        if waiting is not None:
+            if request.images or request.extra_system:
+                raise InvalidInput("this conversation is waiting for an answer to its question: send it as text, "
+                                   "without uploads")
+            run_id, reply_message_id = waiting
+            execution = await service.resume(request.workspace_id, run_id, request.message)
+            return ChatflowTurn(execution, reply_message_id)  # type: ignore[arg-type]  # foreground: an execution
+    reply_message_id = new_id()
+    execution = await service.start(FlowRequest(
+        workspace_id=request.workspace_id, snapshot=request.snapshot, inputs={}, source=request.source,
+        message=request.message, session_id=request.session_id, user_id=request.user_id,
+        history=request.history, files=flow_files(request), reply_message_id=reply_message_id,
+    ))
+    return ChatflowTurn(execution, reply_message_id)
+
+
+def can_ask(graph: dict[str, Any] | None) -> bool:
+    """Whether the app (this version of it) has a human_input node, so a conversation of it may be waiting.
+
+    Only those apps pay for looking: a run left waiting by an earlier version that asked
+    is not answered by a version that no longer asks (a new run starts instead).
+    """
+    return any(node.get("type") == "human_input" for node in (graph or {}).get("nodes", []))
+
+
+def flow_files(request: TurnRequest) -> list[dict[str, Any]]:
+    """The message's images and attached files' text as `sys.files` (see the module docstring)."""
+    files: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image.url}} for image in request.images]
+    if request.extra_system:
+        files.append({"type": "text", "text": request.extra_system})
+    return files
+
+
+async def _waiting_run(db: AsyncSession, workspace_id: str, app_id: str, session_id: str) -> tuple[str, str] | None:
+    """(run id, reply message id) of this app's run in the conversation that waits for input, if any."""
+    row = (await db.execute(
+        select(Run.id, FlowRunState.sys)
+        .join(FlowRunState, FlowRunState.run_id == Run.id)
+        .where(Run.workspace_id == workspace_id, Run.session_id == session_id, Run.app_id == app_id,
+               Run.status == "waiting")
+        .order_by(Run.created_at.desc())
+        .limit(1)
+    )).first()
+    if row is None:
+        return None
+    return row.id, (row.sys or {}).get("reply_message_id") or new_id()
+
+
+class ChatflowTurn:
+    """One chat turn served by a chatflow run (satisfies api.dialects.bot_chat.DialectTurn)."""
+
+    def __init__(self, execution: FlowExecution, message_id: str):
+        self.execution = execution
+        self.run_id = execution.run_id
+        self.session_id: str = execution.session_id  # type: ignore[assignment]  # a chatflow run has one
+        self.message_id = message_id
+        # Grows as the run's retrieval nodes report them: complete once the stream has ended.
+        self.citations: list[dict[str, Any]] = []
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The run's engine events; a pause adds its question as the reply's last token."""
+        replied = asked = False
+        async with aclosing(self.execution.events()) as events:
+            async for event in events:
+                if event.type == ev.CITATIONS:
+                    self.citations.extend(event.data.get("citations") or [])
+                yield event
+                if event.type == ev.TOKEN:
+                    replied = True
+                elif event.type == ev.HUMAN_INPUT_REQUIRED and not asked:
+                    asked = True  # a parallel branch's question comes once this one is answered
+                    prompt = str(event.data.get("prompt") or "")
+                    yield Event(event.seq, ev.TOKEN, {"node_id": event.data.get("node_id"),
+                                                      "text": PAUSE_SEPARATOR + prompt if replied else prompt},
+                                event.created_at)
+
+    async def collect(self) -> TurnResult:
+        parts = [event.data["text"] async for event in self.events() if event.type == ev.TOKEN]
+        result = self.execution.result or await self.execution.service.result(self.run_id)
+        usage = result.usage or {}
+        return TurnResult(
+            run_id=self.run_id, session_id=self.session_id, message_id=self.message_id, status=result.status,
+            text="".join(parts),
+            usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0)),
+            finish_reason="stop", elapsed_ms=result.elapsed_ms or 0, error=_turn_error(result.status, result.error),
+            citations=self.citations,
+        )
+
+
+def _turn_error(status: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A failed run's error as a turn reports it: `http_status` is what a non-streamed reply answers with."""
+    if error is not None:
+        return {"code": error.get("code"), "message": error.get("message") or "the chatflow failed",
+                "http_status": error.get("status") or 502}
+    if status == "cancelled":
+        return {"code": "cancelled", "message": "the run was cancelled", "http_status": 409}
+    return None
