@@ -11,6 +11,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from headwater.store import config_cache
+
 
 def _json_dumps(value: Any) -> str:
     # orjson: several times faster than json.dumps on the run/event payloads written per call.
@@ -21,6 +23,12 @@ JSON_OPTIONS = {"json_serializer": _json_dumps, "json_deserializer": orjson.load
 
 
 def create_engine(url: str) -> AsyncEngine:
+    engine = _create_engine(url)
+    config_cache.attach(engine, url)
+    return engine
+
+
+def _create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(
             url, connect_args={"timeout": 30}, async_creator=_fused_sqlite_creator(url),

@@ -73,7 +73,7 @@ def _sse(events):
 async def create_run(body: RunCreate, principal: ChatbotKey, db: DbSession, runtime: RuntimeDep, stream: bool = False):
     if body.background and stream:
         raise InvalidInput("a run is either streamed or in the background, not both")
-    snapshot = await AppService(db).snapshot(principal.workspace_id, body.app_id, body.version)
+    snapshot = await AppService(db).snapshot_for_run(principal.workspace_id, body.app_id, body.version)
     await db.close()  # runs open their own sessions; don't hold this connection while they work
     kind = snapshot.app.kind
     if kind == "chatbot":
