@@ -187,7 +187,7 @@ class ChatTurn:
         # with the answer, so its `running` record waits: a quick turn writes its start and
         # outcome in one transaction, a slow one is recorded as running after START_GRACE.
         if streamed:
-            await self._write_start()
+            await self.record_start()
         else:
             grace = asyncio.get_running_loop().call_later(START_GRACE_SECONDS, self._start_writing)
         try:
@@ -202,7 +202,8 @@ class ChatTurn:
             self._start_written = asyncio.ensure_future(self._writer.write(self._start))
         return self._start_written
 
-    async def _write_start(self) -> None:
+    async def record_start(self) -> None:
+        """Write the `running` record now: for a caller that hands out the run id before the turn ends."""
         await asyncio.shield(self._start_writing())
 
     async def _generate(self, streamed: bool) -> AsyncIterator[Event]:

@@ -107,6 +107,7 @@ async def _chatbot_run(body: RunCreate, principal, runtime, snapshot, stream: bo
         return _sse(turn.events())
     if body.background:
         # Chat turns are short and not checkpointed: they run in this process (not restart-safe).
+        await turn.record_start()  # the caller gets the id now and may look the run up at once
         task = asyncio.create_task(turn.collect(), name=f"chat-turn:{turn.run_id}")
         entry = live_runs.register(turn.run_id, task, foreground=True)
         _background_turns.add(task)
