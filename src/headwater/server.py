@@ -20,6 +20,7 @@ from headwater.runtime import Runtime
 from headwater.services.runs import fail_interrupted_runs
 from headwater.services.secrets_box import SecretBox
 from headwater.services.workspaces import bootstrap
+from headwater.store.config_cache import cache_of
 from headwater.store.db import create_engine, create_sessionmaker
 from headwater.store.migrate import upgrade_to_head
 from headwater.services import flow_jobs  # noqa: F401  (registers the `flow_run` job handler)
@@ -58,9 +59,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with runtime.sessionmaker() as db:
                 await fail_interrupted_runs(db)
         await runtime.jobs.recover()
+        await cache_of(runtime.engine).start()
         try:
             yield
         finally:
+            await cache_of(runtime.engine).stop()
             await runtime.jobs.close()
             await runtime.providers.aclose()
             await runtime.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -48,3 +49,30 @@ def test_client_disconnect_cancels_the_run_and_keeps_the_partial_answer(workspac
     assert run["outputs"]["partial"] is True
     assert run["outputs"]["text"].startswith("w0 ")
     assert len(run["outputs"]["text"].split()) < 50
+
+
+def test_a_slow_unstreamed_call_is_listed_as_running_while_it_lasts(workspace):
+    # A quick unstreamed turn writes its start with its outcome; a slow one must not stay invisible.
+    app = workspace.create_chatbot(model="fake/slow-100")
+    words = " ".join(f"w{i}" for i in range(15))
+    replies: list[httpx.Response] = []
+
+    def call() -> None:
+        with workspace.client() as c:
+            replies.append(c.post("/v1/chat/completions",
+                                  json={"model": app["slug"], "messages": [{"role": "user", "content": words}]}))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    seen_running = []
+    with workspace.client() as c:
+        deadline = time.monotonic() + 1.2
+        while time.monotonic() < deadline and not seen_running:
+            seen_running = [r for r in c.get("/v1/runs", params={"app_id": app["id"]}).json() if r["status"] == "running"]
+            time.sleep(0.05)
+    caller.join(timeout=30)
+    assert seen_running, "the run was not recorded as running during the call"
+    run_id = replies[0].json()["id"].removeprefix("chatcmpl-")
+    assert seen_running[0]["id"] == run_id
+    with workspace.client() as c:
+        assert c.get(f"/v1/runs/{run_id}").json()["status"] == "succeeded"

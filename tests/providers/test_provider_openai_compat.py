@@ -200,3 +200,57 @@ async def test_generic_stream_error_is_a_provider_error(provider):
     error = provider._map_error(openai.APIError(f"boom {KEY}", request, body={"message": f"boom {KEY}"}))
     assert type(error) is ProviderError and not error.retryable
     assert KEY not in str(error)
+
+
+# --- one-piece answers (`reply_deltas(streamed=False)`), for callers that do not stream ---
+
+
+async def answer(provider, text: str = "hello there"):
+    return [d async for d in provider.reply_deltas("mock-small", user(text), P, streamed=False)]
+
+
+async def test_unstreamed_answer_is_one_request_without_stream(provider, openai_mock):
+    deltas = await answer(provider)
+    assert [d.text for d in deltas] == ["echo: hello there", ""]
+    assert deltas[-1].usage.prompt_tokens == PROMPT_TOKENS
+    assert deltas[-1].usage.completion_tokens == COMPLETION_TOKENS
+    assert deltas[-1].finish_reason == "stop"
+    sent = openai_mock.state.requests
+    assert len(sent) == 1 and sent[0]["stream"] is False and "stream_options" not in sent[0]
+
+
+async def test_streamed_reply_deltas_are_the_stream(provider, openai_mock):
+    deltas = [d async for d in provider.reply_deltas("mock-small", user("hello there"), P, streamed=True)]
+    assert [d.text for d in deltas[:-1]] == ["echo:", " hello", " there"]
+    assert openai_mock.state.requests[0]["stream"] is True
+
+
+async def test_unstreamed_answer_retries_500_then_succeeds(provider, openai_mock):
+    openai_mock.state.script.extend(["500", "503"])
+    deltas = await answer(provider)
+    assert deltas[0].text == "echo: hello there"
+    assert len(openai_mock.state.requests) == 3
+
+
+async def test_unstreamed_answer_401_without_the_key(provider, openai_mock):
+    openai_mock.state.script.append("401")
+    with pytest.raises(ProviderAuthError) as caught:
+        await answer(provider)
+    assert KEY not in caught.value.detail
+    assert len(openai_mock.state.requests) == 1
+
+
+async def test_unstreamed_answer_400_is_not_retried(provider, openai_mock):
+    openai_mock.state.script.append("400")
+    with pytest.raises(ProviderBadRequest):
+        await answer(provider)
+    assert len(openai_mock.state.requests) == 1
+
+
+async def test_unstreamed_answer_refused_connection_is_unavailable():
+    p = OpenAICompatibleProvider(base_url="http://127.0.0.1:9/v1", name="mock", max_retries=0, timeout=2)
+    try:
+        with pytest.raises(ProviderUnavailable):
+            [d async for d in p.reply_deltas("m", user("x"), P, streamed=False)]
+    finally:
+        await p.aclose()

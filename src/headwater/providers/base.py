@@ -129,6 +129,14 @@ class ChatProvider(ABC):
     ) -> AsyncIterator[ChatDelta]:
         """Yield deltas; the last one carries usage and finish_reason."""
 
+    def reply_deltas(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams, *, streamed: bool
+    ) -> AsyncIterator[ChatDelta]:
+        """What a chat turn reads: the stream, or, for a caller that does not stream, whatever
+        is cheapest. A provider with a one-piece answer (one request, one body, no per-token
+        parsing) overrides this; the default is the stream either way."""
+        return self.stream_chat(model, messages, params)
+
     async def list_models(self) -> list[str]:
         return []
 

@@ -125,6 +125,54 @@ class OpenAICompatibleProvider(ChatProvider):
             max_delay=self._retry_max_delay,
         )
 
+    def reply_deltas(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams, *, streamed: bool
+    ) -> AsyncIterator[ChatDelta]:
+        if streamed:
+            return self.stream_chat(model, messages, params)
+        return stream_with_retries(
+            lambda: self._answer_once(model, messages, params),
+            max_retries=self._max_retries,
+            base_delay=self._retry_base_delay,
+            max_delay=self._retry_max_delay,
+        )
+
+    async def _answer_once(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[ChatDelta]:
+        """One non-streamed request: the whole text as one delta, then usage and finish reason."""
+        payload = {"model": model, "messages": [_to_openai(m) for m in messages], "stream": False,
+                   **self._request_kwargs(params)}
+        client = self._http.acquire()
+        try:
+            response = await client.post(self._completions_url, content=orjson.dumps(payload),
+                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
+            if response.status_code >= 400:
+                raise (await self._status_error(response)) from None
+            body = orjson.loads(response.content)
+        except httpx.HTTPError as exc:
+            raise self._map_transport_error(exc) from None
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"{self.name}: upstream sent a malformed answer") from None
+        finally:
+            self._http.release()
+        if not isinstance(body, dict) or body.get("error"):
+            message = redact(upstream_message(body, "no answer in the response"), self._api_key)
+            raise ProviderError(f"{self.name}: upstream error: {message}")
+        choice = _first_choice(body)
+        message = choice.get("message")
+        text = (message.get("content") if isinstance(message, dict) else None) or ""
+        if text:
+            yield ChatDelta(text=text)
+        given = body.get("usage")
+        if isinstance(given, dict):
+            usage = Usage(prompt_tokens=given.get("prompt_tokens") or 0,
+                          completion_tokens=given.get("completion_tokens") or 0)
+        else:
+            usage = Usage(prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
+                          completion_tokens=estimate_tokens(text))
+        yield ChatDelta(usage=usage, finish_reason=choice.get("finish_reason") or "stop")
+
     async def _stream_once(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[ChatDelta]:
@@ -305,6 +353,13 @@ async def _sse_data(response) -> AsyncIterator[bytes]:
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
     if data:
         yield b"\n".join(data)
+
+
+def _first_choice(body: dict[str, Any]) -> dict[str, Any]:
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return {}
 
 
 def _to_openai(message: ChatMessage) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.services.chatbot_config import ChatbotConfig
+from headwater.store.config_cache import cache_of
 from headwater.store.models import App, AppVersion, ChatSession, Message, utcnow
 
 APP_KINDS = ("chatbot", "chatflow", "workflow", "agent")
@@ -125,6 +126,17 @@ class AppService:
             return AppSnapshot(found[0], found[1])
         app = await self.get(workspace_id, id_or_slug)
         raise NotFound(f"app version {version or app.version} not found")
+
+    async def snapshot_for_run(self, workspace_id: str, id_or_slug: str, version: int | None = None) -> AppSnapshot:
+        """`snapshot()` through the config cache, for the calls that run an app.
+
+        Any change to an app or its versions empties the cache in every process, so the
+        next call runs the new version. The snapshot is shared by the calls that follow:
+        read it, never change it (edits go through `snapshot()`).
+        """
+        return await cache_of(self.db.bind).get(
+            ("app", workspace_id, id_or_slug, version), lambda: self.snapshot(workspace_id, id_or_slug, version)
+        )
 
     async def versions(self, workspace_id: str, id_or_slug: str) -> list[AppVersion]:
         app = await self.get(workspace_id, id_or_slug)

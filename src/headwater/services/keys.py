@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.errors import NotFound
+from headwater.store.config_cache import NOT_A_CONFIG_CHANGE, cache_of
 from headwater.store.models import ApiKey, utcnow
 
 KEY_PREFIX = "hw_"
@@ -82,7 +83,8 @@ class KeyService:
         return list(result)
 
     async def revoke(self, workspace_id: str, key_id: str) -> None:
-        # Deleting the row is what makes revocation immediate: lookups go to the store every time.
+        # Deleting the row revokes the key at once: the commit empties every process's
+        # key cache (store/config_cache.py), so the next request looks the key up again.
         result = await self.db.execute(
             delete(ApiKey).where(ApiKey.workspace_id == workspace_id, ApiKey.id == key_id)
         )
@@ -90,28 +92,46 @@ class KeyService:
             raise NotFound("API key not found")
 
     async def authenticate(self, presented: str) -> Principal | None:
-        """Looks the key up in the store on every call: a revoked key fails at once, in every process.
-
-        One indexed SELECT of the columns needed (no ORM object: this runs on every request).
-        """
+        """The key's principal, from the store or from the cache that any change to the keys empties."""
         digest = hash_key(presented)
+        found = await cache_of(self.db.bind).get(("api_key", digest), lambda: self._lookup(digest))
+        if found is None:
+            return None
+        await self._touch(found)
+        return found.principal
+
+    async def _lookup(self, digest: str) -> "_KnownKey | None":
+        # One indexed SELECT of the columns needed (no ORM object).
         row = (await self.db.execute(_AUTH_QUERY, {"digest": digest})).first()
         if row is None or not hmac.compare_digest(row.key_hash, digest):
             return None
-        await self._touch(row.id, row.last_used_at)
-        return Principal(
-            workspace_id=row.workspace_id,
-            scopes=frozenset(row.scopes),
-            key_id=row.id,
-            rate_limit=row.rate_limit,
-            is_instance_admin=row.is_instance_admin,
+        return _KnownKey(
+            Principal(
+                workspace_id=row.workspace_id,
+                scopes=frozenset(row.scopes),
+                key_id=row.id,
+                rate_limit=row.rate_limit,
+                is_instance_admin=row.is_instance_admin,
+            ),
+            row.last_used_at,
         )
 
-    async def _touch(self, key_id: str, last: datetime | None) -> None:
+    async def _touch(self, known: "_KnownKey") -> None:
         now = utcnow()
-        if last is None or now - last > LAST_USED_RESOLUTION:
-            await self.db.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
-            await self.db.commit()
+        if known.last_used_at is not None and now - known.last_used_at <= LAST_USED_RESOLUTION:
+            return
+        known.last_used_at = now
+        await self.db.execute(
+            update(ApiKey).where(ApiKey.id == known.principal.key_id).values(last_used_at=now),
+            execution_options=NOT_A_CONFIG_CHANGE,
+        )
+        await self.db.commit()
+
+
+@dataclass(slots=True)
+class _KnownKey:
+    principal: Principal
+    last_used_at: datetime | None
 
 
 # Built once, on the table's columns: a plain Core select skips the ORM's per-statement

@@ -15,6 +15,7 @@ from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.providers.base import ChatProvider, ProviderConfig
 from headwater.providers.registry import ProviderPool, split_model_name
 from headwater.services.secrets_box import SecretBox
+from headwater.store.config_cache import cache_of
 from headwater.store.models import Provider
 
 USER_PROVIDER_TYPES = ("openai", "anthropic")
@@ -119,10 +120,13 @@ class ProviderService:
                     f"unknown model '{full_model}': provider '{provider_name}' offers {', '.join(config.models)}"
                 )
             return self.pool.get(config), model
-        # The stored row is read on every call (an edit or delete applies at once, in every
-        # process); what is derived from it (decrypted key, pooled client) is reused while
-        # the row is byte-for-byte the same.
-        row = (await self.db.execute(_ROW_BY_NAME, {"workspace_id": workspace_id, "name": provider_name})).first()
+        # The row comes from the config cache, which any change to the providers empties in
+        # every process (an edit or delete applies at once); what is derived from it
+        # (decrypted key, pooled client) is reused while the row is byte-for-byte the same.
+        row = await cache_of(self.db.bind).get(
+            ("provider", workspace_id, provider_name),
+            lambda: self._row_by_name(workspace_id, provider_name),
+        )
         if row is None:
             raise InvalidInput(f"unknown model '{full_model}': no provider named '{provider_name}'")
         cache = _resolved.setdefault(self.pool, {})
@@ -140,6 +144,9 @@ class ProviderService:
         if models and model not in models:
             raise InvalidInput(f"unknown model '{full_model}': provider '{provider_name}' offers {', '.join(models)}")
         return provider, model
+
+    async def _row_by_name(self, workspace_id: str, name: str):
+        return (await self.db.execute(_ROW_BY_NAME, {"workspace_id": workspace_id, "name": name})).first()
 
     async def resolve_config(self, workspace_id: str, full_model: str) -> tuple[ProviderConfig, str]:
         """`<provider>/<model>` → the provider's stored config (secret decrypted) and the model name.

@@ -117,7 +117,7 @@ def _params(body: ChatCompletionRequest) -> GenerationParams:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, db: DbSession, runtime: RuntimeDep):
-    snapshot = await AppService(db).snapshot(principal.workspace_id, body.model)
+    snapshot = await AppService(db).snapshot_for_run(principal.workspace_id, body.model)
     if snapshot.app.kind != "chatbot":
         raise InvalidInput(f"'{body.model}' is a {snapshot.app.kind} app; this route serves chatbot apps")
     await db.close()  # the turn opens its own sessions; don't hold this connection during generation
@@ -160,11 +160,12 @@ async def _stream_chunks(turn, completion_id: str, created: int, model: str, inc
         }
         return b"data: " + orjson.dumps(payload) + b"\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
     failed = False
     async with aclosing(turn.events()) as events:
         async for event in events:
-            if event.type == ev.TOKEN:
+            if event.type == ev.RUN_STARTED:  # the run is in the store now: a client may look it up by this id
+                yield chunk({"role": "assistant", "content": ""})
+            elif event.type == ev.TOKEN:
                 yield chunk({"content": event.data["text"]})
             elif event.type == ev.ERROR:
                 # The openai SDK raises APIError on a chunk carrying "error": never a silent truncation.

@@ -100,7 +100,7 @@ def flow_request(workspace_id: str, snapshot: AppSnapshot, input_data: dict[str,
 
 
 async def _snapshot(db, principal, app_id: str, kind: str | None) -> AppSnapshot:
-    snapshot = await AppService(db).snapshot(principal.workspace_id, app_id)
+    snapshot = await AppService(db).snapshot_for_run(principal.workspace_id, app_id)
     if kind is not None and snapshot.app.kind != kind:
         raise InvalidInput(f"'{app_id}' is a {snapshot.app.kind} app; this route runs {kind} apps")
     if snapshot.app.kind not in GRAPH_KINDS:

@@ -73,7 +73,7 @@ def _sse(events):
 async def create_run(body: RunCreate, principal: ChatbotKey, db: DbSession, runtime: RuntimeDep, stream: bool = False):
     if body.background and stream:
         raise InvalidInput("a run is either streamed or in the background, not both")
-    snapshot = await AppService(db).snapshot(principal.workspace_id, body.app_id, body.version)
+    snapshot = await AppService(db).snapshot_for_run(principal.workspace_id, body.app_id, body.version)
     await db.close()  # runs open their own sessions; don't hold this connection while they work
     kind = snapshot.app.kind
     if kind == "chatbot":
@@ -107,6 +107,7 @@ async def _chatbot_run(body: RunCreate, principal, runtime, snapshot, stream: bo
         return _sse(turn.events())
     if body.background:
         # Chat turns are short and not checkpointed: they run in this process (not restart-safe).
+        await turn.record_start()  # the caller gets the id now and may look the run up at once
         task = asyncio.create_task(turn.collect(), name=f"chat-turn:{turn.run_id}")
         entry = live_runs.register(turn.run_id, task, foreground=True)
         _background_turns.add(task)
