@@ -66,7 +66,7 @@ async def start_turn(runtime: Runtime, request: TurnRequest) -> DialectTurn:
 
 async def load_served_app(db: AsyncSession, workspace_id: str, id_or_slug: str) -> AppSnapshot:
     """The app's latest version; 404 when it is not in this workspace, 422 when no dialect route serves its kind."""
-    snapshot = await AppService(db).snapshot(workspace_id, id_or_slug)
+    snapshot = await AppService(db).snapshot_for_run(workspace_id, id_or_slug)
     if snapshot.app.kind not in SERVED_KINDS:
         raise _wrong_kind(snapshot.app)
     return snapshot
