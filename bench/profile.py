@@ -5,12 +5,13 @@ concurrency, records Headwater with `py-spy record`, and writes into bench/resul
 a flame graph (SVG), the collapsed stacks, and a table of the functions holding the
 most samples (self and inclusive) printed to stdout.
 
-Usage: python -m bench.profile [--kind chat|stream|many_streams] [--concurrency 16] [--duration 10]
+Usage: python -m bench.profile [--kind chat|stream|many_streams|chatflow] [--concurrency 16] [--duration 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,8 @@ import time
 import uuid
 from collections import Counter
 
-from bench.context import BenchConfig, Context
+from bench.context import PROMPT, BenchConfig, Context
+from bench.scenarios.chatflow import three_node_graph
 from bench.harness import BENCH_DIR, HeadwaterAdmin, Monitor, Proc, free_port, headwater_proc, start_load, finish_load
 
 KINDS = {
@@ -26,6 +28,7 @@ KINDS = {
     "chat": (16, 0.0, False),
     "stream": (64, 5.0, True),
     "many_streams": (200, 50.0, True),
+    "chatflow": (16, 0.0, False),  # start → llm → answer through /execute_chatflow
 }
 
 
@@ -49,6 +52,16 @@ def summarise_collapsed(path, top: int = 35) -> str:
     lines += ["", "incl%  function"]
     lines += [f"{100 * n / total:5.1f}  {frame}" for frame, n in inclusive.most_common(top)]
     return "\n".join(lines)
+
+
+def chatflow_load(admin: HeadwaterAdmin, mock_model: str, concurrency: int) -> dict:
+    """URL, body and per-client conversations for the 3-node chatflow of the bench's `chatflow` scenario."""
+    created = admin.create_app({"name": "profile-chatflow", "kind": "chatflow",
+                                "graph": three_node_graph(f"mock/{mock_model}")})
+    created.raise_for_status()
+    return {"url": f"{admin.base_url}/execute_chatflow/{created.json()['id']}/execute",
+            "body": json.dumps({"input_data": {"query": PROMPT, "conversation_id": "{var}"}}),
+            "vars": [f"profile-cf-{i}" for i in range(concurrency)]}
 
 
 def main() -> int:
@@ -83,6 +96,8 @@ def main() -> int:
         spec = {"url": headwater.base_url + "/v1/chat/completions", "stream": stream, "expect": "@",
                 "body": ctx.openai_body("headwater", tokens, delay, stream=stream),
                 "headers": ctx.auth_headers(), "concurrency": args.concurrency}
+        if args.kind == "chatflow":
+            spec.update(chatflow_load(admin, ctx.mock_model(tokens, delay), args.concurrency))
         if args.kind == "many_streams":
             spec.update(requests_per_client=1, ramp=2.0)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.errors import Conflict, NotFound
@@ -73,17 +73,20 @@ class SessionService:
         )
         return found is not None
 
-    async def recent_messages(self, workspace_id: str, session_id: str, limit: int) -> list[Message]:
-        """The last `limit` messages, oldest first: the memory a model sees."""
+    async def recent_messages(self, workspace_id: str, session_id: str, limit: int) -> list[Row]:
+        """The last `limit` messages as (role, content) rows, oldest first: the memory a model sees.
+
+        Columns, not ORM objects: a long conversation is read on every turn of a chatflow.
+        """
         if limit <= 0:
             return []
-        rows = await self.db.scalars(
-            select(Message)
+        rows = await self.db.execute(
+            select(Message.role, Message.content)
             .where(Message.workspace_id == workspace_id, Message.session_id == session_id)
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(limit)
         )
-        return list(reversed(list(rows)))
+        return list(reversed(rows.all()))
 
     async def messages(self, workspace_id: str, session_id: str) -> list[Message]:
         await self.get(workspace_id, session_id)
