@@ -26,6 +26,22 @@ def _cdf(ax, values: list[float], **style) -> None:
     ax.plot(ordered, [(i + 1) / n for i in range(n)], **style)
 
 
+def _style_cdf(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def latency_chart(results: dict, path: Path) -> Path | None:
     sweep = _records(results, "chat_sweep")
     levels = [c for c in (1, 16) if any(r["concurrency"] == c for r in sweep)]
@@ -38,16 +54,9 @@ def latency_chart(results: dict, path: Path) -> Path | None:
                 continue
             samples = results["samples"].get(record["id"], {}).get("latency_ms", [])
             _cdf(ax, samples, color=COLORS[record["target"]], label=LABELS[record["target"]])
-        ax.set_xscale("log")
-        ax.set_xlabel("latency (ms, log scale)")
-        ax.set_ylabel("share of requests")
-        ax.set_title(f"Non-streaming chatbot call, {clients} client{'s' if clients > 1 else ''}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        _style_cdf(ax, "latency (ms, log scale)", "share of requests",
+                   f"Non-streaming chatbot call, {clients} client{'s' if clients > 1 else ''}")
+    return _save(fig, path)
 
 
 def throughput_chart(results: dict, path: Path) -> Path | None:
@@ -69,10 +78,7 @@ def throughput_chart(results: dict, path: Path) -> Path | None:
     ax.set_title("Throughput versus concurrency (16-token answers, no delay)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def memory_chart(results: dict, path: Path) -> Path | None:
@@ -108,10 +114,7 @@ def memory_chart(results: dict, path: Path) -> Path | None:
     ax_bar.set_xlabel("Headwater RSS (MB)")
     ax_bar.set_title("Headwater memory")
     ax_bar.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _memory_bars(results: dict) -> dict[str, float]:
@@ -151,16 +154,8 @@ def streaming_chart(results: dict, path: Path) -> Path | None:
             title = f"{scenario}: {record['label']}"
             samples = results["samples"].get(record["id"], {}).get("relay_ms", [])
             _cdf(ax, [max(v, 0.001) for v in samples], color=COLORS[record["target"]], label=LABELS[record["target"]])
-        ax.set_xscale("log")
-        ax.set_xlabel("relay time per token (ms, log scale)")
-        ax.set_ylabel("share of tokens")
-        ax.set_title(f"Token relay time, {title}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        _style_cdf(ax, "relay time per token (ms, log scale)", "share of tokens", f"Token relay time, {title}")
+    return _save(fig, path)
 
 
 CHARTS = {

@@ -52,6 +52,15 @@ class InvalidInput(HeadwaterError):
     status_code = 422
 
 
+class RunFailed(HeadwaterError):
+    """A run (or a chat turn served by one) that ended failed: its error's own HTTP status, 502 if it has none."""
+
+    def __init__(self, error: dict | None):
+        error = error or {}
+        super().__init__(error.get("message") or "execution failed")
+        self.status_code = int(error.get("status") or 502)
+
+
 class RateLimited(HeadwaterError):
     status_code = 429
 

@@ -14,7 +14,8 @@ about retries (it knows whether text already went out).
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -141,19 +142,17 @@ class OpenAICompatibleProvider(ChatProvider):
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[ChatDelta]:
         """One non-streamed request: the whole text as one delta, then usage and finish reason."""
-        payload = {"model": model, "messages": [_to_openai(m) for m in messages], "stream": False,
-                   **self._request_kwargs(params)}
+        payload = self._payload(model, messages, params, stream=False)
         client = self._http.acquire()
         try:
-            response = await client.post(self._completions_url, content=orjson.dumps(payload),
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
-            if response.status_code >= 400:
-                raise (await self._status_error(response)) from None
-            body = orjson.loads(response.content)
-        except httpx.HTTPError as exc:
-            raise self._map_transport_error(exc) from None
-        except orjson.JSONDecodeError:
-            raise ProviderError(f"{self.name}: upstream sent a malformed answer") from None
+            with self._upstream_errors("a malformed answer"):
+                response = await client.post(
+                    self._completions_url, content=orjson.dumps(payload),
+                    headers={"Content-Type": "application/json", "Accept": "application/json"},
+                )
+                if response.status_code >= 400:
+                    raise (await self._status_error(response)) from None
+                body = orjson.loads(response.content)
         finally:
             self._http.release()
         if not isinstance(body, dict) or body.get("error"):
@@ -164,23 +163,16 @@ class OpenAICompatibleProvider(ChatProvider):
         text = (message.get("content") if isinstance(message, dict) else None) or ""
         if text:
             yield ChatDelta(text=text)
-        given = body.get("usage")
-        if isinstance(given, dict):
-            usage = Usage(prompt_tokens=given.get("prompt_tokens") or 0,
-                          completion_tokens=given.get("completion_tokens") or 0)
-        else:
-            usage = Usage(prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
-                          completion_tokens=estimate_tokens(text))
-        yield ChatDelta(usage=usage, finish_reason=choice.get("finish_reason") or "stop")
+        yield ChatDelta(usage=_usage(body.get("usage"), messages, text),
+                        finish_reason=choice.get("finish_reason") or "stop")
 
     async def _stream_once(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[ChatDelta]:
-        payload = {"model": model, "messages": [_to_openai(m) for m in messages], "stream": True,
-                   **self._request_kwargs(params)}
+        payload = self._payload(model, messages, params, stream=True)
         if self._stream_usage:
             payload["stream_options"] = {"include_usage": True}
-        usage: Usage | None = None
+        reported_usage: Any = None
         finish_reason: str | None = None
         parts: list[str] = []
         client = self._http.acquire()
@@ -197,43 +189,48 @@ class OpenAICompatibleProvider(ChatProvider):
             self._http.release()
             raise
         try:
-            if response.status_code >= 400:
-                raise (await self._status_error(response)) from None
-            async for data in _sse_data(response):
-                if data == b"[DONE]":
-                    break
-                chunk = orjson.loads(data)
-                if not isinstance(chunk, dict):
-                    continue
-                if chunk.get("error"):
-                    message = redact(upstream_message(chunk, STREAM_FAILED), self._api_key)
-                    raise ProviderError(f"{self.name}: upstream error: {message}") from None
-                if chunk_usage := chunk.get("usage"):
-                    usage = Usage(
-                        prompt_tokens=chunk_usage.get("prompt_tokens") or 0,
-                        completion_tokens=chunk_usage.get("completion_tokens") or 0,
-                    )
-                for choice in (chunk.get("choices") or ())[:1]:
-                    if choice.get("finish_reason"):
-                        finish_reason = choice["finish_reason"]
-                    # Empty deltas (the opening role-only chunk) are not passed
-                    # on: until real text goes out, a failure can still be retried.
-                    if text := (choice.get("delta") or {}).get("content"):
-                        parts.append(text)
-                        yield ChatDelta(text=text)
-        except httpx.HTTPError as exc:
-            raise self._map_transport_error(exc) from None
-        except orjson.JSONDecodeError:
-            raise ProviderError(f"{self.name}: upstream sent a malformed stream chunk") from None
+            with self._upstream_errors("a malformed stream chunk"):
+                if response.status_code >= 400:
+                    raise (await self._status_error(response)) from None
+                async for data in _sse_data(response):
+                    if data == b"[DONE]":
+                        break
+                    chunk = orjson.loads(data)
+                    if not isinstance(chunk, dict):
+                        continue
+                    if chunk.get("error"):
+                        message = redact(upstream_message(chunk, STREAM_FAILED), self._api_key)
+                        raise ProviderError(f"{self.name}: upstream error: {message}") from None
+                    if chunk_usage := chunk.get("usage"):
+                        reported_usage = chunk_usage
+                    for choice in (chunk.get("choices") or ())[:1]:
+                        if choice.get("finish_reason"):
+                            finish_reason = choice["finish_reason"]
+                        # Empty deltas (the opening role-only chunk) are not passed
+                        # on: until real text goes out, a failure can still be retried.
+                        if text := (choice.get("delta") or {}).get("content"):
+                            parts.append(text)
+                            yield ChatDelta(text=text)
         finally:
             self._http.release()
             await response.aclose()
-        if usage is None:
-            usage = Usage(
-                prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
-                completion_tokens=estimate_tokens("".join(parts)),
-            )
-        yield ChatDelta(usage=usage, finish_reason=finish_reason or "stop")
+        yield ChatDelta(usage=_usage(reported_usage, messages, "".join(parts)), finish_reason=finish_reason or "stop")
+
+    def _payload(
+        self, model: str, messages: list[ChatMessage], params: GenerationParams, *, stream: bool
+    ) -> dict[str, Any]:
+        return {"model": model, "messages": [_to_openai(m) for m in messages], "stream": stream,
+                **self._request_kwargs(params)}
+
+    @contextmanager
+    def _upstream_errors(self, malformed: str) -> Iterator[None]:
+        """Transport failures and unreadable JSON as provider errors (without the upstream's text or our key)."""
+        try:
+            yield
+        except httpx.HTTPError as exc:
+            raise self._map_transport_error(exc) from None
+        except orjson.JSONDecodeError:
+            raise ProviderError(f"{self.name}: upstream sent {malformed}") from None
 
     async def _status_error(self, response) -> ProviderError:
         body_bytes = await response.aread()
@@ -353,6 +350,15 @@ async def _sse_data(response) -> AsyncIterator[bytes]:
                 data.append(line[6:] if line[5:6] == b" " else line[5:])
     if data:
         yield b"\n".join(data)
+
+
+def _usage(reported: Any, messages: list[ChatMessage], text: str) -> Usage:
+    """The token counts the server reported, or an estimate when it sent none."""
+    if isinstance(reported, dict):
+        return Usage(prompt_tokens=reported.get("prompt_tokens") or 0,
+                     completion_tokens=reported.get("completion_tokens") or 0)
+    return Usage(prompt_tokens=sum(estimate_tokens(m.content) for m in messages),
+                 completion_tokens=estimate_tokens(text))
 
 
 def _first_choice(body: dict[str, Any]) -> dict[str, Any]:

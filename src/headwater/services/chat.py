@@ -5,8 +5,9 @@ images for a text-only model) before anything is written. `ChatTurn.events()`
 records the run as `running` before its first event, streams the engine events
 of CONTRACTS §3 and, however the stream ends (finished, failed, cancelled by a
 disconnecting client), writes the outcome. `ChatTurn.collect()`, for callers
-that don't stream, writes a quick turn's start and outcome in one transaction. The history gets the user message and the reply
-together, so a failed turn leaves no half-written exchange behind.
+that don't stream, writes a quick turn's start and outcome in one transaction.
+The history gets the user message and the reply together, so a failed turn
+leaves no half-written exchange behind.
 """
 
 from __future__ import annotations
@@ -300,7 +301,9 @@ class ChatTurn:
             events=[{"run_id": self.run_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
                     for e in self.log.take_unsaved()],
         )
-        if self._start_written is None:  # a quick turn: its start and outcome share one transaction
+        if self._start_written is None:
+            # A quick turn: its start and outcome share one transaction, and marking the start
+            # as written keeps the grace timer (still armed until the stream closes) off it.
             self._start_written = asyncio.get_running_loop().create_future()
             self._start_written.set_result(None)
             await self._writer.write(self._start, outcome)

@@ -133,17 +133,19 @@ class ChatflowTurn:
         return TurnResult(
             run_id=self.run_id, session_id=self.session_id, message_id=self.message_id, status=result.status,
             text="".join(parts),
-            usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0)),
+            usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
+                        completion_tokens=usage.get("completion_tokens", 0)),
             finish_reason="stop", elapsed_ms=result.elapsed_ms or 0, error=_turn_error(result.status, result.error),
             citations=self.citations,
         )
 
 
 def _turn_error(status: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A failed run's error as a turn reports it: `http_status` is what a non-streamed reply answers with."""
+    """A failed run's error as a turn reports it: `http_status` is what a non-streamed reply answers with
+    (the run's own, as on the native chatflow route; `RunFailed` makes a missing one 502)."""
     if error is not None:
         return {"code": error.get("code"), "message": error.get("message") or "the chatflow failed",
-                "http_status": error.get("status") or 502}
+                "http_status": error.get("status")}
     if status == "cancelled":
         return {"code": "cancelled", "message": "the run was cancelled", "http_status": 409}
     return None

@@ -96,9 +96,6 @@ class ConfigCache:
             self._entries[key] = (epoch, value)
         return value
 
-    def forget(self, key: Hashable) -> None:
-        self._entries.pop(key, None)
-
     async def start(self) -> None:
         if self._listener is not None:
             await self._listener.start()

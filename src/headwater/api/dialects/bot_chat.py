@@ -21,10 +21,9 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from headwater.api.dialects.waterflai import RunFailed
 from headwater.engine import events as ev
 from headwater.engine.events import Event
-from headwater.errors import HeadwaterError, InvalidInput
+from headwater.errors import HeadwaterError, InvalidInput, RunFailed
 from headwater.providers.base import ProviderError
 from headwater.runtime import Runtime
 from headwater.services.apps import AppService, AppSnapshot

@@ -26,7 +26,7 @@ from headwater.engine import events as ev
 from headwater.engine.bus import follow_run, get_bus
 from headwater.engine.events import Event
 from headwater.engine.graph import compile_for_run
-from headwater.errors import HeadwaterError, InvalidInput
+from headwater.errors import InvalidInput, RunFailed
 from headwater.providers.base import ChatMessage
 from headwater.store.job_models import Job
 from headwater.services.apps import GRAPH_KINDS, AppService, AppSnapshot
@@ -47,13 +47,6 @@ class ExecutionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     input_data: dict[str, Any] = Field(default_factory=dict)
-
-
-class RunFailed(HeadwaterError):
-    def __init__(self, error: dict[str, Any] | None):
-        error = error or {}
-        super().__init__(error.get("message") or "execution failed")
-        self.status_code = int(error.get("status") or 502)
 
 
 def _text_of(content: Any) -> str:
