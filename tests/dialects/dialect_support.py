@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
+import requests
+from flowise import Flowise, PredictionData
 
 
 def session_messages(workspace, session_id: str) -> list[tuple[str, str]]:
@@ -83,3 +86,22 @@ def wayscloud_stream(workspace, key: str, body: dict, timeout: float = 30) -> tu
             response.read()
             return response.status_code, response.headers["content-type"], [response.json()]
         return response.status_code, response.headers["content-type"], sse_data(response)
+
+
+def predict(client: Flowise, app_id: str, question: str, **fields) -> dict:
+    """A Flowise prediction through the official SDK."""
+    (reply,) = client.create_prediction(PredictionData(chatflowId=app_id, question=question, **fields))
+    return reply
+
+
+def predict_stream(client: Flowise, app_id: str, question: str, **fields) -> list[dict]:
+    """A streamed Flowise prediction: the SDK yields the JSON text of each `data:` line."""
+    chunks = client.create_prediction(PredictionData(chatflowId=app_id, question=question, streaming=True, **fields))
+    return [json.loads(chunk) for chunk in chunks]
+
+
+def refused(call) -> requests.Response:
+    """The error response of an SDK call that must fail (the SDK raises requests' HTTPError)."""
+    with pytest.raises(requests.HTTPError) as caught:
+        call()
+    return caught.value.response

@@ -8,12 +8,19 @@ prediction yields the JSON text of each `data:` line.
 from __future__ import annotations
 
 import base64
-import json
 
 import httpx
 import pytest
 import requests
-from dialect_support import latest_run, llm_chatflow, make_public, session_messages
+from dialect_support import (
+    latest_run,
+    llm_chatflow,
+    make_public,
+    predict,
+    predict_stream,
+    refused,
+    session_messages,
+)
 from flowise import Flowise, IFileUpload, IMessage, PredictionData
 
 from headwater.providers.fake import MIDSTREAM_TEXT
@@ -29,22 +36,6 @@ def chatbot_key(workspace) -> str:
 @pytest.fixture
 def sdk(server, chatbot_key) -> Flowise:
     return Flowise(server.base_url, chatbot_key)
-
-
-def predict(client: Flowise, app_id: str, question: str, **fields) -> dict:
-    (reply,) = client.create_prediction(PredictionData(chatflowId=app_id, question=question, **fields))
-    return reply
-
-
-def predict_stream(client: Flowise, app_id: str, question: str, **fields) -> list[dict]:
-    chunks = client.create_prediction(PredictionData(chatflowId=app_id, question=question, streaming=True, **fields))
-    return [json.loads(chunk) for chunk in chunks]
-
-
-def http_status(call) -> int:
-    with pytest.raises(requests.HTTPError) as caught:
-        call()
-    return caught.value.response.status_code
 
 
 # chatflows-streaming: the SDK's unauthenticated probe
@@ -228,8 +219,8 @@ def test_images_for_a_text_only_model_name_the_model(workspace, sdk, written):
 # failures
 
 
-def test_failure_mid_stream_is_an_error_event_and_writes_no_history(workspace, sdk):
-    bot = workspace.create_chatbot(model="fake/fail-midstream")
+def test_failure_mid_stream_is_an_error_event_and_writes_no_history(workspace, sdk, app_of_kind):
+    bot = app_of_kind("fake/fail-midstream")
     events = predict_stream(sdk, bot["id"], "a b c", overrideConfig={"sessionId": "breaks"})
     names = [e["event"] for e in events]
     assert names[0] == "start" and names[-2:] == ["error", "end"] and "metadata" not in names
@@ -240,8 +231,8 @@ def test_failure_mid_stream_is_an_error_event_and_writes_no_history(workspace, s
     assert run["status"] == "failed" and types[-2:] == ["error", "run_finished"]
 
 
-def test_failure_without_streaming_is_a_json_error(workspace, sdk):
-    bot = workspace.create_chatbot(model="fake/fail")
+def test_failure_without_streaming_is_a_json_error(workspace, sdk, app_of_kind):
+    bot = app_of_kind("fake/fail")
     with pytest.raises(requests.HTTPError) as caught:
         predict(sdk, bot["id"], "hi", overrideConfig={"sessionId": "fails"})
     assert caught.value.response.status_code == 502
@@ -254,8 +245,8 @@ def test_failure_without_streaming_is_a_json_error(workspace, sdk):
 def test_empty_question_is_422_and_writes_nothing(workspace, sdk, written, question, streaming):
     bot = workspace.create_chatbot(model="fake/echo")
     before = written()
-    status = http_status(lambda: list(sdk.create_prediction(
-        PredictionData(chatflowId=bot["id"], question=question, streaming=streaming))))
+    status = refused(lambda: list(sdk.create_prediction(
+        PredictionData(chatflowId=bot["id"], question=question, streaming=streaming)))).status_code
     assert status == 422
     assert written() == before
 
@@ -269,8 +260,8 @@ def test_private_app_without_key_is_401_and_public_app_works(workspace, server, 
     make_public(workspace, public["id"])
     anonymous = Flowise(server.base_url)
     before = written()
-    assert http_status(lambda: predict(anonymous, private["id"], "hi")) == 401
-    assert http_status(lambda: predict_stream(anonymous, private["id"], "hi")) == 401
+    assert refused(lambda: predict(anonymous, private["id"], "hi")).status_code == 401
+    assert refused(lambda: predict_stream(anonymous, private["id"], "hi")).status_code == 401
     assert written() == before
     first = predict(anonymous, public["id"], "my name is Ada", overrideConfig={"sessionId": "visitor-1"})
     events = predict_stream(anonymous, public["id"], "who am I?", overrideConfig={"sessionId": "visitor-1"})
@@ -305,14 +296,15 @@ def test_a_public_app_cannot_read_another_apps_session(workspace, sdk, server):
 def test_a_wrong_key_is_401_even_for_a_public_app(workspace, server):
     public = workspace.create_chatbot(model="fake/echo")
     make_public(workspace, public["id"])
-    assert http_status(lambda: predict(Flowise(server.base_url, "hw_not_a_real_key"), public["id"], "hi")) == 401
+    wrong_key = Flowise(server.base_url, "hw_not_a_real_key")
+    assert refused(lambda: predict(wrong_key, public["id"], "hi")).status_code == 401
 
 
 def test_a_key_without_the_chatbot_scope_is_403(workspace, server):
     bot = workspace.create_chatbot(model="fake/echo")
     knowledge = Flowise(server.base_url, workspace.create_key("kb", ["knowledge"]))
-    assert http_status(lambda: predict(knowledge, bot["id"], "hi")) == 403
-    assert http_status(lambda: predict_stream(knowledge, bot["id"], "hi")) == 403
+    assert refused(lambda: predict(knowledge, bot["id"], "hi")).status_code == 403
+    assert refused(lambda: predict_stream(knowledge, bot["id"], "hi")).status_code == 403
 
 
 def test_another_workspaces_app_is_404_on_every_route(workspace, other_workspace, server, written):
@@ -322,8 +314,8 @@ def test_another_workspaces_app_is_404_on_every_route(workspace, other_workspace
         c.post(f"/api/v1/prediction/{foreign['id']}", json={"question": "theirs", "overrideConfig": {"sessionId": "s"}})
     before = written()
     mine = Flowise(server.base_url, workspace.admin_key)
-    assert http_status(lambda: predict(mine, foreign["id"], "hi")) == 404
-    assert http_status(lambda: predict_stream(mine, foreign["id"], "hi")) == 404
+    assert refused(lambda: predict(mine, foreign["id"], "hi")).status_code == 404
+    assert refused(lambda: predict_stream(mine, foreign["id"], "hi")).status_code == 404
     with workspace.client() as c:
         for method in ("GET", "DELETE"):
             response = c.request(method, f"/api/v1/chatmessage/{foreign['id']}")

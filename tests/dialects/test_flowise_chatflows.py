@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import httpx
 import pytest
-import requests
 from dialect_support import (
     app_runs,
     asking_chatflow,
@@ -15,12 +13,14 @@ from dialect_support import (
     latest_run,
     llm_chatflow,
     make_public,
+    predict,
+    predict_stream,
+    refused,
     run_events,
     session_messages,
 )
 from flowise import Flowise, IFileUpload, IMessage, PredictionData
 
-from headwater.providers.fake import MIDSTREAM_TEXT
 
 PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n fake image").decode()
 NOTES = "data:text/plain;filename=notes.txt;base64," + base64.b64encode(b"The launch is on Tuesday.").decode()
@@ -29,22 +29,6 @@ NOTES = "data:text/plain;filename=notes.txt;base64," + base64.b64encode(b"The la
 @pytest.fixture
 def sdk(server, workspace) -> Flowise:
     return Flowise(server.base_url, workspace.create_key("flowise", ["chatbot"]))
-
-
-def predict(client: Flowise, app_id: str, question: str, **fields) -> dict:
-    (reply,) = client.create_prediction(PredictionData(chatflowId=app_id, question=question, **fields))
-    return reply
-
-
-def predict_stream(client: Flowise, app_id: str, question: str, **fields) -> list[dict]:
-    chunks = client.create_prediction(PredictionData(chatflowId=app_id, question=question, streaming=True, **fields))
-    return [json.loads(chunk) for chunk in chunks]
-
-
-def refused(call) -> requests.Response:
-    with pytest.raises(requests.HTTPError) as caught:
-        call()
-    return caught.value.response
 
 
 def test_the_streaming_probe_answers_for_chatflows(workspace, server):
@@ -144,25 +128,6 @@ def test_uploads_reach_the_flow_as_sys_files(workspace, sdk):
     assert lines[0] == "[image_url]" and lines[1].startswith("[text] The user attached the files below.")
     assert '<file name="notes.txt">' in text and "The launch is on Tuesday." in text
     assert lines[-1] == "When is the launch?"
-
-
-def test_failure_mid_stream_is_an_error_event_and_writes_no_history(workspace, sdk):
-    flow = llm_chatflow(workspace, model="fake/fail-midstream")
-    events = predict_stream(sdk, flow["id"], "a b c", overrideConfig={"sessionId": "breaks"})
-    names = [e["event"] for e in events]
-    assert names[0] == "start" and names[-2:] == ["error", "end"] and "metadata" not in names
-    assert "".join(e["data"] for e in events if e["event"] == "token") == MIDSTREAM_TEXT
-    assert events[-2]["data"] == "fake provider failure mid-stream"
-    assert session_messages(workspace, "breaks") == []
-    run, types = latest_run(workspace, flow["id"])
-    assert run["status"] == "failed" and types[-2:] == ["error", "run_finished"]
-
-
-def test_failure_without_streaming_is_a_json_error(workspace, sdk):
-    flow = llm_chatflow(workspace, model="fake/fail")
-    response = refused(lambda: predict(sdk, flow["id"], "hi", overrideConfig={"sessionId": "fails"}))
-    assert response.status_code == 502 and response.json() == {"detail": "fake provider failure"}
-    assert session_messages(workspace, "fails") == []
 
 
 @pytest.mark.parametrize("streaming", [False, True])

@@ -89,8 +89,8 @@ def test_a_fact_from_turn_one_is_remembered_in_turn_three(workspace, chatbot_key
     assert len(session_messages(workspace, session_id)) == 6
 
 
-def test_failure_mid_stream_is_an_error_event_and_writes_no_history(workspace, chatbot_key):
-    bot = workspace.create_chatbot(model="fake/fail-midstream")
+def test_failure_mid_stream_is_an_error_event_and_writes_no_history(workspace, chatbot_key, app_of_kind):
+    bot = app_of_kind("fake/fail-midstream")
     status, _, events = stream_chat(workspace, chatbot_key, {"bot_id": bot["slug"], "message": "a b c"})
     assert status == 200
     assert events[0]["type"] == "meta"
@@ -103,8 +103,8 @@ def test_failure_mid_stream_is_an_error_event_and_writes_no_history(workspace, c
     assert types[-2:] == ["error", "run_finished"]
 
 
-def test_failure_without_streaming_is_a_json_error(workspace, chatbot_key, written):
-    bot = workspace.create_chatbot(model="fake/fail")
+def test_failure_without_streaming_is_a_json_error(workspace, chatbot_key, written, app_of_kind):
+    bot = app_of_kind("fake/fail")
     with workspace.server.client(chatbot_key) as c:
         response = c.post(CHAT, json={"bot_id": bot["slug"], "message": "hi"})
     assert response.status_code == 502
@@ -184,8 +184,8 @@ def test_another_bots_session_cannot_be_continued(workspace, chatbot_key):
 
 
 @pytest.mark.local_model
-def test_local_model_through_wayscloud(workspace, chatbot_key):
-    bot = workspace.create_chatbot(model="local/gemma-3-270m", temperature=0.0, max_tokens=48)
+def test_local_model_through_wayscloud(workspace, chatbot_key, app_of_kind):
+    bot = app_of_kind("local/gemma-3-270m", temperature=0.0, max_tokens=48)
     question = {"bot_id": bot["slug"], "message": "What is the capital of France?"}
     with workspace.server.client(chatbot_key) as c:
         reply = c.post(CHAT, json=question, timeout=180).json()
