@@ -47,7 +47,7 @@ from headwater.knowledge.chunking import ChunkDraft  # noqa: E402
 from headwater.knowledge.embeddings import LocalMiniLMEmbedder  # noqa: E402
 from headwater.knowledge.retrieve import retrieve  # noqa: E402
 from headwater.knowledge.state import knowledge_state, vector_dir  # noqa: E402
-from headwater.server import build_runtime  # noqa: E402
+from headwater.boot import build_runtime  # noqa: E402
 from headwater.services.knowledge import KnowledgeService, NewDocument  # noqa: E402
 from headwater.services.workspaces import DEFAULT_WORKSPACE_ID  # noqa: E402
 from headwater.store.knowledge_models import Document, KnowledgeBase  # noqa: E402

@@ -34,6 +34,16 @@ class Settings(BaseSettings):
 
     # Background jobs (async runs, ingestion) run at most this many at once per process.
     background_concurrency: int = 4
+    # Scale-out: with a Redis URL, the event bus, run control and rate limits live in Redis and
+    # background jobs go to Celery workers (`headwater worker`) through it.
+    redis_url: str | None = None
+    # Celery on Redis: a job message taken by a worker that died comes back to the queue after this
+    # long. Keep it above the longest job: a message still unacknowledged then is delivered again even
+    # though its worker is alive (the run lease keeper brings back a dead worker's runs much sooner).
+    celery_visibility_timeout_seconds: float = 7200.0
+    # A process renews the lease of each run it executes every `run_lease_seconds / 3`; a run whose
+    # lease ran out has lost its executor: it is resumed (background) or ends `interrupted`.
+    run_lease_seconds: float = 15.0
 
     provider_timeout_seconds: float = 60.0
     provider_max_retries: int = 2

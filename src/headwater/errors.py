@@ -10,10 +10,16 @@ from __future__ import annotations
 
 class HeadwaterError(Exception):
     status_code = 500
+    # The run this failure ended, when a run was started: its id goes out as `X-Run-Id`.
+    run_id: str | None = None
 
     def __init__(self, detail: str):
         super().__init__(detail)
         self.detail = detail
+
+    def of_run(self, run_id: str) -> "HeadwaterError":
+        self.run_id = run_id
+        return self
 
 
 class BadRequest(HeadwaterError):
@@ -55,10 +61,11 @@ class InvalidInput(HeadwaterError):
 class RunFailed(HeadwaterError):
     """A run (or a chat turn served by one) that ended failed: its error's own HTTP status, 502 if it has none."""
 
-    def __init__(self, error: dict | None):
+    def __init__(self, error: dict | None, run_id: str | None = None):
         error = error or {}
         super().__init__(error.get("message") or "execution failed")
         self.status_code = int(error.get("status") or 502)
+        self.run_id = run_id
 
 
 class RateLimited(HeadwaterError):

@@ -1,8 +1,10 @@
-"""Per-key request limits: a fixed one-minute window per key, kept in process memory.
+"""Per-key request limits: a fixed one-minute window per key.
 
-A fixed window is cheap (one dict lookup per request) and its reset time is
-exactly what `X-RateLimit-Reset` reports. With several API processes each
-enforces its own window; a shared Redis window belongs to scale-out mode.
+A fixed window is cheap and its reset time is exactly what `X-RateLimit-Reset`
+reports. `RateLimiter` is the protocol: `MemoryRateLimiter` keeps the windows in
+this process (embedded mode, one process), `headwater.scaleout.redis_ratelimit`
+keeps them in Redis so a key's limit holds across every API process. Both pass
+`tests/conformance/test_rate_limiter.py`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 WINDOW_SECONDS = 60.0
 
@@ -29,13 +32,21 @@ class RateDecision:
         }
 
 
-class RateLimiter:
+class RateLimiter(Protocol):
+    async def hit(self, key_id: str, limit: int | None = None) -> RateDecision:
+        """Count one request of the key in its current window; refused once `limit` are counted."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryRateLimiter:
     def __init__(self, default_per_minute: int, clock=time.monotonic):
         self.default_per_minute = default_per_minute
         self._clock = clock
         self._windows: dict[str, tuple[float, int]] = {}
 
-    def hit(self, key_id: str, limit: int | None = None) -> RateDecision:
+    async def hit(self, key_id: str, limit: int | None = None) -> RateDecision:
         limit = limit or self.default_per_minute
         now = self._clock()
         started, count = self._windows.get(key_id, (now, 0))
@@ -50,6 +61,9 @@ class RateLimiter:
         if len(self._windows) > 100_000:  # forget idle keys rather than grow without bound
             self._prune(now)
         return RateDecision(True, limit, limit - count, reset_after)
+
+    async def close(self) -> None:
+        self._windows.clear()
 
     def _prune(self, now: float) -> None:
         self._windows = {k: v for k, v in self._windows.items() if now - v[0] < WINDOW_SECONDS}

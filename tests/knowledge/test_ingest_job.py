@@ -9,7 +9,7 @@ import headwater.knowledge.ingest  # noqa: F401
 from headwater.config import Settings
 from headwater.knowledge.ingest import ingest_document
 from headwater.queue.handlers import JobContext
-from headwater.server import build_runtime
+from headwater.boot import build_runtime
 from headwater.services.knowledge import KnowledgeService, NewDocument
 from headwater.services.workspaces import DEFAULT_WORKSPACE_ID
 from headwater.store.knowledge_models import Chunk, Document

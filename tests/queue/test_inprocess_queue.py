@@ -10,7 +10,7 @@ from support.server import create_pg_database, drop_pg_database, pg_url
 from headwater.config import Settings
 from headwater.errors import InvalidInput
 from headwater.queue.handlers import job_handler
-from headwater.server import build_runtime
+from headwater.boot import build_runtime
 from headwater.store.job_models import Job
 
 SEEN: list[tuple[str, int, dict]] = []

@@ -84,9 +84,9 @@ def _basic_admin(runtime: Runtime, user_password: str) -> Principal | None:
     return Principal(workspace_id=DEFAULT_WORKSPACE_ID, scopes=frozenset({"admin"}), is_instance_admin=True)
 
 
-def _apply_rate_limit(request: Request, runtime: Runtime, principal: Principal) -> None:
+async def _apply_rate_limit(request: Request, runtime: Runtime, principal: Principal) -> None:
     bucket = principal.key_id or "basic-admin"
-    decision = runtime.rate_limiter.hit(bucket, principal.rate_limit)
+    decision = await runtime.rate_limiter.hit(bucket, principal.rate_limit)
     request.scope.setdefault("state", {})[RATE_LIMIT_STATE] = decision.headers()
     if not decision.allowed:
         raise RateLimited(f"rate limit of {decision.limit} requests per minute exceeded", decision.reset_after)
@@ -94,7 +94,7 @@ def _apply_rate_limit(request: Request, runtime: Runtime, principal: Principal) 
 
 async def get_principal(request: Request, runtime: RuntimeDep, db: DbSession) -> Principal:
     principal = await _authenticate(request, runtime, db)
-    _apply_rate_limit(request, runtime, principal)
+    await _apply_rate_limit(request, runtime, principal)
     return principal
 
 
@@ -107,7 +107,7 @@ async def get_optional_principal(request: Request, runtime: RuntimeDep, db: DbSe
     """
     if "x-api-key" not in request.headers and "authorization" not in request.headers:
         host = request.client.host if request.client else "unknown"
-        _apply_rate_limit(request, runtime, Principal(workspace_id="", scopes=frozenset(), key_id=f"anonymous:{host}"))
+        await _apply_rate_limit(request, runtime, Principal(workspace_id="", scopes=frozenset(), key_id=f"anonymous:{host}"))
         return None
     return await get_principal(request, runtime, db)
 

@@ -10,6 +10,7 @@ from headwater.api.responses import FastJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from headwater.api.deps import RATE_LIMIT_STATE
+from headwater.api.sse import run_id_header
 from headwater.errors import HeadwaterError, RateLimited
 
 log = logging.getLogger("headwater.api")
@@ -35,6 +36,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"Retry-After": str(max(1, int(exc.retry_after + 0.999)))} if isinstance(exc, RateLimited) else None
         if exc.status_code == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="headwater"'}
+        if exc.run_id is not None:
+            headers = {**(headers or {}), **run_id_header(exc.run_id)}
         return _response(request, exc.status_code, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -8,20 +8,41 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import StreamingResponse
 
+from headwater.errors import InvalidInput
+
 PING_INTERVAL_SECONDS = 15.0
+# Every response that starts a run names it (CONTRACTS: any client can then follow or stop it).
+RUN_ID_HEADER = "X-Run-Id"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 _END = object()
 _PING = b": ping\n\n"
 
 
-def sse_response(frames: AsyncIterator[bytes | str], ping_interval: float = PING_INTERVAL_SECONDS) -> StreamingResponse:
+def sse_response(frames: AsyncIterator[bytes | str], ping_interval: float = PING_INTERVAL_SECONDS, *,
+                 run_id: str | None = None) -> StreamingResponse:
     """Stream pre-formatted SSE frames, inserting `: ping` comments while the source is quiet.
 
     The source runs in its own task feeding a queue, so waiting for a ping never
     cancels the source mid-step. When the client goes away Starlette cancels this
     generator; we then cancel the source task, which cancels the run behind it.
+    `run_id` names the run the stream started (the `X-Run-Id` header).
     """
-    return StreamingResponse(_with_pings(frames, ping_interval), media_type="text/event-stream", headers=SSE_HEADERS)
+    headers = SSE_HEADERS if run_id is None else {**SSE_HEADERS, **run_id_header(run_id)}
+    return StreamingResponse(_with_pings(frames, ping_interval), media_type="text/event-stream", headers=headers)
+
+
+def run_id_header(run_id: str) -> dict[str, str]:
+    return {RUN_ID_HEADER: run_id}
+
+
+def last_event_id_after(last_event_id: str | None) -> int:
+    """The seq a resumed stream continues after (`Last-Event-ID`); 0 replays from the start."""
+    if not last_event_id:
+        return 0
+    try:
+        return max(0, int(last_event_id))
+    except ValueError:
+        raise InvalidInput("Last-Event-ID must be an event id (an integer)") from None
 
 
 async def _with_pings(frames: AsyncIterator[bytes | str], ping_interval: float) -> AsyncIterator[bytes | str]:

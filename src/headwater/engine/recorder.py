@@ -21,23 +21,21 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine.events import Event, EventLog
+from headwater.engine.execution import END_OF_STREAM
 from headwater.services.runs import save_events
 
 if TYPE_CHECKING:
-    from headwater.engine.bus import EventBus
     from headwater.runtime import Runtime
 
 log = logging.getLogger(__name__)
 BATCH_SECONDS = 0.05
-END_OF_STREAM = None
 
 
 class RunRecorder:
-    def __init__(self, runtime: "Runtime", run_id: str, start_seq: int, bus: "EventBus",
-                 sink: asyncio.Queue | None = None):
+    def __init__(self, runtime: "Runtime", run_id: str, start_seq: int, sink: asyncio.Queue | None = None):
         self.runtime = runtime
         self.run_id = run_id
-        self.bus = bus
+        self.bus = runtime.bus
         self.sink = sink
         self.log = EventLog(run_id, start_seq)
         self._flush_lock = asyncio.Lock()

@@ -45,5 +45,6 @@ def handler_for(kind: str) -> JobHandler | None:
     return _HANDLERS.get(kind)
 
 
-class JobCancelled(Exception):
-    """Raised inside a handler's task when its job was cancelled."""
+class JobHeldElsewhere(Exception):
+    """Raised by a handler whose work another live executor holds (a second delivery of the same job):
+    the job is left as it is, for that executor to finish."""

@@ -1,4 +1,4 @@
-"""The embedded job runner: jobs are rows in the store and asyncio tasks in this process.
+"""The embedded job queue: jobs are rows in the store and asyncio tasks in this process.
 
 Enqueue writes the job first, then starts it, so a crash between the two only
 delays it: at start-up `recover()` picks up every job still `queued` or
@@ -9,20 +9,16 @@ Concurrency is bounded so background work cannot starve the request path.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from headwater.errors import HeadwaterError
-from headwater.queue.handlers import JobContext, handler_for
+from headwater.queue.base import ACTIVE_JOB_STATUSES, execute_job, mark_cancelled
+from headwater.queue.handlers import handler_for
 from headwater.store.job_models import Job
-from headwater.store.models import utcnow
 
 if TYPE_CHECKING:
     from headwater.runtime import Runtime
-
-log = logging.getLogger(__name__)
 
 
 class InProcessQueue:
@@ -51,35 +47,30 @@ class InProcessQueue:
         self._start(job_id)
         return job_id
 
+    async def redeliver(self, job_id: str) -> None:
+        self._start(job_id)
+
     async def cancel(self, job_id: str) -> bool:
-        """Stops the job if it runs here and marks it cancelled; False if it had already ended."""
-        async with self.runtime.sessionmaker() as db:
-            result = await db.execute(
-                update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
-                .values(status="cancelled", finished_at=utcnow())
-            )
-            await db.commit()
+        cancelled = await mark_cancelled(self.runtime, job_id)
         task = self._tasks.get(job_id)
         if task is not None and not task.done():
             task.cancel()
-        return result.rowcount > 0
+        return cancelled
 
     async def status(self, job_id: str) -> Job | None:
         async with self.runtime.sessionmaker() as db:
             return await db.get(Job, job_id)
 
     async def recover(self) -> int:
-        """Restart jobs that a previous process left unfinished."""
         async with self.runtime.sessionmaker() as db:
             rows = list(await db.scalars(
-                select(Job).where(Job.status.in_(("queued", "running"))).order_by(Job.created_at)
+                select(Job.id).where(Job.status.in_(ACTIVE_JOB_STATUSES)).order_by(Job.created_at)
             ))
-        for job in rows:
-            self._start(job.id)
+        for job_id in rows:
+            self._start(job_id)
         return len(rows)
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Wait for the jobs now running (tests, shutdown)."""
         tasks = [t for t in self._tasks.values() if not t.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
@@ -108,44 +99,4 @@ class InProcessQueue:
 
     async def _run(self, job_id: str) -> None:
         async with self._slots:
-            job = await self._claim(job_id)
-            if job is None:
-                return
-            handler = handler_for(job.kind)
-            context = JobContext(self.runtime, job.id, job.kind, job.attempts, job.workspace_id)
-            try:
-                if handler is None:
-                    raise HeadwaterError(f"no handler for job kind '{job.kind}'")
-                await handler(context, job.payload)
-            except asyncio.CancelledError:
-                if not self._closing:
-                    await asyncio.shield(self._finish(job_id, "cancelled", None))
-                raise
-            except HeadwaterError as exc:
-                await self._finish(job_id, "failed", exc.detail)
-            except Exception as exc:  # a handler bug fails its job, never the process
-                log.exception("job %s (%s) failed", job_id, job.kind)
-                await self._finish(job_id, "failed", f"{exc.__class__.__name__}")
-            else:
-                await self._finish(job_id, "succeeded", None)
-
-    async def _claim(self, job_id: str) -> Job | None:
-        async with self.runtime.sessionmaker() as db:
-            job = await db.get(Job, job_id)
-            if job is None or job.status not in ("queued", "running"):
-                return None
-            if job.attempts >= job.max_attempts:
-                job.status, job.error, job.finished_at = "failed", "gave up after repeated interruptions", utcnow()
-                await db.commit()
-                return None
-            job.status, job.attempts, job.started_at = "running", job.attempts + 1, utcnow()
-            await db.commit()
-            return job
-
-    async def _finish(self, job_id: str, status: str, error: str | None) -> None:
-        async with self.runtime.sessionmaker() as db:
-            await db.execute(
-                update(Job).where(Job.id == job_id, Job.status == "running")
-                .values(status=status, error=error, finished_at=utcnow())
-            )
-            await db.commit()
+            await execute_job(self.runtime, job_id, shutting_down=lambda: self._closing)

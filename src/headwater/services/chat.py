@@ -17,6 +17,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from headwater.engine import events as ev
 from headwater.engine.events import Event, EventLog
+from headwater.engine.execution import END_OF_STREAM, RunTask
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.providers.base import (
     ChatMessage,
@@ -38,6 +40,7 @@ from headwater.providers.base import (
 from headwater.runtime import Runtime
 from headwater.services.apps import AppSnapshot
 from headwater.services.chatbot_config import ChatbotConfig
+from headwater.services.leases import lease_until
 from headwater.services.sessions import check_session_app
 from headwater.store.db import insert_ignoring_duplicates
 from headwater.store.models import AppVersion, ChatSession, Message, Run, RunEvent, new_id, utcnow
@@ -124,6 +127,8 @@ class ChatService:
             inputs={"message": request.message, "images": len(request.images)},
             started_at=now,
             created_at=now,
+            owner_id=self.runtime.owner_id,
+            lease_until=lease_until(self.runtime, now),
         )
         start = _Start(run={column: getattr(run, column) for column in _RUN_START_COLUMNS}, session=new_session)
         turn = ChatTurn(self.runtime, request, config, provider, model, run, session, history, start)
@@ -181,23 +186,46 @@ class ChatTurn:
 
     def events(self) -> AsyncIterator[Event]:
         """Engine events, ending with run_finished; the run is recorded however the stream ends."""
-        return self._events(streamed=True)
+        return RunTask(lambda sink: self._execute(sink, streamed=True), name=f"run:{self.run_id}").events()
 
-    async def _events(self, streamed: bool) -> AsyncIterator[Event]:
-        # A streamed run is in the store before its first event reaches the client (who may
-        # look it up or cancel it by id). A caller that does not stream learns the run id only
-        # with the answer, so its `running` record waits: a quick turn writes its start and
-        # outcome in one transaction, a slow one is recorded as running after START_GRACE.
+    async def _execute(self, sink: asyncio.Queue | None, streamed: bool) -> tuple[Event, str]:
+        """The turn, in a task of its own (see engine.execution): (its run_finished, the reply's text).
+
+        A streamed run is in the store before its first event reaches the client (who may
+        look it up or stop it by id). A caller that does not stream learns the run id only
+        with the answer, so its `running` record waits: a quick turn writes its start and
+        outcome in one transaction, a slow one is recorded as running after START_GRACE.
+        Its events are published for followers once the run is visible in the store.
+        """
         if streamed:
             await self.record_start()
         else:
             grace = asyncio.get_running_loop().call_later(START_GRACE_SECONDS, self._start_writing)
+        emitted: list[Event] = []
+        published = 0
+        parts: list[str] = []
+        final: Event | None = None
         try:
-            async for event in self._generate(streamed):
-                yield event
+            async with self.runtime.control.register(self.run_id, asyncio.current_task(), foreground=True):  # type: ignore[arg-type]
+                async with aclosing(self._generate(streamed)) as events:
+                    async for event in events:
+                        if event.type == ev.TOKEN:
+                            parts.append(event.data["text"])
+                        elif event.type == ev.RUN_FINISHED:
+                            final = event
+                        if sink is not None:
+                            sink.put_nowait(event)
+                        emitted.append(event)
+                        if streamed or self._start_written is not None:
+                            await self.runtime.bus.publish(self.run_id, emitted[published:])
+                            published = len(emitted)
         finally:
             if not streamed:
                 grace.cancel()
+            if sink is not None:
+                sink.put_nowait(END_OF_STREAM)
+        assert final is not None
+        return final, "".join(parts)
 
     def _start_writing(self) -> asyncio.Future:
         if self._start_written is None:
@@ -231,7 +259,15 @@ class ChatTurn:
             status, error = "failed", {"code": "provider_error", "message": exc.detail, "status": exc.status}
         except HeadwaterError as exc:
             status, error = "failed", {"code": "invalid_input", "message": exc.detail}
-        except (asyncio.CancelledError, GeneratorExit):
+        except asyncio.CancelledError:
+            final = await self._finish_shielded("cancelled", "".join(parts), usage, "cancelled", None)
+            if await self.runtime.control.cancel_requested(self.run_id):
+                # A user's stop: this task alone was cancelled, and its stream ends with the run's end.
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                yield final
+                return
+            raise
+        except GeneratorExit:
             await self._finish_shielded("cancelled", "".join(parts), usage, "cancelled", None)
             raise
         except Exception:  # a bug must still end the run and the stream cleanly
@@ -251,18 +287,12 @@ class ChatTurn:
 
     async def collect(self) -> TurnResult:
         """The whole turn for a caller that does not stream (the provider may answer in one piece)."""
-        text_parts: list[str] = []
-        final: Event | None = None
-        async for event in self._events(streamed=False):
-            if event.type == ev.TOKEN:
-                text_parts.append(event.data["text"])
-            elif event.type == ev.RUN_FINISHED:
-                final = event
-        assert final is not None
+        # Awaited directly, so a disconnecting client's cancellation reaches the turn's own task.
+        final, text = await asyncio.ensure_future(self._execute(None, streamed=False))
         data = final.data
         return TurnResult(
             run_id=self.run_id, session_id=self.session_id, message_id=self.message_id,
-            status=data["status"], text="".join(text_parts), usage=_usage_from(data["usage"]),
+            status=data["status"], text=text, usage=_usage_from(data["usage"]),
             finish_reason=data.get("finish_reason", "stop"), elapsed_ms=data["elapsed_ms"], error=data.get("error"),
             citations=self.citations,
         )
@@ -294,7 +324,7 @@ class ChatTurn:
         now = utcnow()
         outcome = _Outcome(
             run={"b_id": self.run_id, "status": status, "outputs": outputs, "usage": usage.as_dict(), "error": error,
-                 "finished_at": now, "elapsed_ms": elapsed_ms},
+                 "finished_at": now, "elapsed_ms": elapsed_ms, "owner_id": None},
             session={"b_workspace_id": self.request.workspace_id, "b_id": self.session_id, "updated_at": now},
             # A failed turn leaves no half-written exchange in the history.
             messages=self._message_rows(text, usage, status, now) if status in ("succeeded", "cancelled") else [],
@@ -352,7 +382,7 @@ def knowledge_block(context: str | None) -> str | None:
 
 START_GRACE_SECONDS = 0.2
 _RUN_START_COLUMNS = ("id", "workspace_id", "app_id", "app_version", "session_id", "status", "source", "inputs",
-                      "started_at", "created_at")
+                      "started_at", "created_at", "owner_id", "lease_until")
 # An app version never changes once saved, so its validated config is kept (bounded).
 _configs: dict[str, ChatbotConfig] = {}
 _CONFIGS_MAX = 4096
@@ -438,9 +468,9 @@ _TOUCH_SESSION = update(_sessions).where(
     _sessions.c.workspace_id == bindparam("b_workspace_id"), _sessions.c.id == bindparam("b_id")
 )
 _BATCH_ROWS = 2000
-_FINAL_COLUMNS = ("status", "outputs", "usage", "error", "finished_at", "elapsed_ms")
-# Every run row of one INSERT names the same columns; a run still going has these empty.
-_UNFINISHED = {column: None for column in _FINAL_COLUMNS if column != "status"}
+_FINAL_COLUMNS = ("status", "outputs", "usage", "error", "finished_at", "elapsed_ms", "owner_id")
+# Every run row of one INSERT names the same columns; a run still going has these empty (but its owner).
+_UNFINISHED = {column: None for column in _FINAL_COLUMNS if column not in ("status", "owner_id")}
 
 
 class _TurnWriter:

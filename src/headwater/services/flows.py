@@ -24,22 +24,24 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine import events as ev
-from headwater.engine.bus import get_bus
 from headwater.engine.context import RunState
 from headwater.engine.events import Event
 from headwater.engine.graph import CompiledGraph, compile_for_run
-from headwater.engine.live import live_runs
-from headwater.engine.recorder import END_OF_STREAM, RunRecorder
+from headwater.engine.execution import END_OF_STREAM, RunTask
+from headwater.engine.recorder import RunRecorder
 from headwater.engine.runner import GraphScheduler, NodeError, NodeOutcome
 from headwater.errors import Conflict, InvalidInput, NotFound
+from headwater.queue.handlers import JobHeldElsewhere
 from headwater.providers.base import ChatMessage
 from headwater.runtime import Runtime
 from headwater.services.apps import GRAPH_KINDS, AppSnapshot
+from headwater.services.leases import lease_until
+from headwater.services.run_end import end_unattended_run
 from headwater.services.runs import TERMINAL_STATUSES, RunService
 from headwater.services.sessions import SessionService
 from headwater.store.flow_models import FlowRunState
@@ -131,6 +133,8 @@ class FlowService:
                 session_id=session_id, status="queued" if background else "running", source=request.source,
                 inputs=_recorded_inputs(request.inputs, message, app.kind), created_at=now,
                 started_at=None if background else now,
+                owner_id=None if background else self.runtime.owner_id,
+                lease_until=None if background else lease_until(self.runtime, now),
             )
             db.add(run)
             await db.flush()
@@ -192,7 +196,9 @@ class FlowService:
                 raise InvalidInput(f"the run is not waiting for input at node '{chosen}'")
             claimed = await db.execute(
                 update(Run).where(Run.id == run_id, Run.status == "waiting")
-                .values(status="queued" if background else "running")
+                .values(status="queued" if background else "running",
+                        owner_id=None if background else self.runtime.owner_id,
+                        lease_until=None if background else lease_until(self.runtime))
             )
             if claimed.rowcount != 1:
                 raise Conflict("run is no longer waiting for input")
@@ -207,52 +213,6 @@ class FlowService:
             await self.runtime.jobs.enqueue(FLOW_JOB_KIND, {"run_id": run_id}, workspace_id=workspace_id, job_id=job_id)
             return run_id
         return FlowExecution(self, run_id, session_id)
-
-    async def cancel(self, workspace_id: str, run_id: str) -> Run:
-        """Stop a queued, running or waiting run; the partial output stays. 409 when it already ended."""
-        async with self.runtime.sessionmaker() as db:
-            run = await RunService(db).get(workspace_id, run_id)
-            if run.status in TERMINAL_STATUSES:
-                raise Conflict(f"run already {run.status}")
-            state = await db.get(FlowRunState, run_id)
-        if state is None and not live_runs.is_running_here(run_id):
-            # A chat turn streaming to another request records its own end; it stops when its client leaves.
-            raise Conflict("this run is a chat turn served by another request; it stops when its client disconnects")
-        entry = live_runs.request_cancel(run_id)
-        if state is not None and state.job_id:
-            await self.runtime.jobs.cancel(state.job_id)
-        if entry is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(entry.done.wait(), CANCEL_WAIT_SECONDS)
-        await self._end_dormant(run_id, "cancelled")
-        live_runs.forget_cancel(run_id)
-        async with self.runtime.sessionmaker() as db:
-            return await RunService(db).get(workspace_id, run_id)
-
-    async def _end_dormant(self, run_id: str, status: str, error: dict[str, Any] | None = None) -> None:
-        """End a run nobody executes here (queued, waiting, orphaned, or unrunnable) with a run_finished event."""
-        async with self.runtime.sessionmaker() as db:
-            run = await db.get(Run, run_id)
-            if run is None or run.status in TERMINAL_STATUSES or live_runs.is_running_here(run_id):
-                return
-            last_seq = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
-        recorder = RunRecorder(self.runtime, run_id, last_seq, get_bus())
-        outputs = {**(run.outputs or {}), "partial": True} if status == "cancelled" else (run.outputs or {})
-        if error is not None:
-            recorder.emit(ev.ERROR, {"code": error["code"], "message": error["message"]})
-        recorder.emit(ev.RUN_FINISHED, {"status": status, "outputs": outputs, "usage": run.usage or {},
-                                        "elapsed_ms": run.elapsed_ms or 0, "error": error})
-
-        async def mark(db: AsyncSession) -> None:
-            result = await db.execute(
-                update(Run).where(Run.id == run_id, Run.status.in_(("queued", "running", "waiting")))
-                .values(status=status, outputs=outputs, error=error, finished_at=utcnow())
-            )
-            if result.rowcount != 1:
-                raise _Raced()
-
-        with contextlib.suppress(_Raced, IntegrityError):  # the executor recorded the end first
-            await recorder.durable(also=mark)
 
     # -- executing -----------------------------------------------------------------------------
 
@@ -280,8 +240,8 @@ class FlowService:
                 known = replay_outcomes(rows)
                 last_seq = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
         if unrunnable:  # its app (or that version) was deleted meanwhile
-            await self._end_dormant(run_id, "failed", {"code": "app_missing", "status": 409,
-                                                       "message": "the app of this run no longer exists"})
+            await end_unattended_run(self.runtime, run_id, "failed", {
+                "code": "app_missing", "status": 409, "message": "the app of this run no longer exists"})
             return None
         graph = compile_for_run(state.kind, run.app_id, run.app_version, version.graph)
         return _Loaded(run, state, graph, known, last_seq)
@@ -299,46 +259,70 @@ class FlowService:
                 sink.put_nowait(END_OF_STREAM)
             return None
         run, state_row, graph = loaded.run, loaded.state, loaded.graph
-        recorder = RunRecorder(self.runtime, run_id, loaded.last_seq, get_bus(), sink)
+        if not foreground and not await self._claim(run_id):
+            if sink is not None:
+                sink.put_nowait(END_OF_STREAM)
+            raise JobHeldElsewhere(run_id)
+        recorder = RunRecorder(self.runtime, run_id, loaded.last_seq, sink)
         state = RunState(
             self.runtime, run_id, run.workspace_id, run.app_id or "", state_row.kind, recorder,
             sys=dict(state_row.sys or {}), inputs=dict(state_row.inputs or {}), answers=dict(state_row.answers or {}),
         )
-        entry = live_runs.register(run_id, asyncio.current_task(), foreground)  # type: ignore[arg-type]
+        control = self.runtime.control
         started = time.perf_counter()
-        recorder.start()
         try:
-            recorder.emit(ev.RUN_STARTED, {
-                "run_id": run_id, "app_id": run.app_id, "session_id": run.session_id, "kind": state_row.kind,
-                "resumed": loaded.last_seq > 0, "total_nodes": len(graph.nodes),
-            })
-            if run.status != "running" or run.started_at is None:  # queued until now
-                await recorder.durable(also=_mark_running(run_id))
-            paused: list[tuple[str, str]] = []
-            error: dict[str, Any] | None = None
-            try:
-                timeout = _run_timeout(graph, self.runtime.settings.flow_run_timeout_seconds)
-                async with asyncio.timeout(timeout):
-                    paused = await GraphScheduler(graph, state, {"sys": state.sys}, loaded.known).execute()
-            except NodeError as exc:
-                error = exc.error
-            except TimeoutError:
-                error = {"code": "timeout", "message": f"run did not finish within {timeout:g}s", "status": 504}
-            except asyncio.CancelledError:
-                if foreground or live_runs.cancel_requested(run_id):
-                    await _settle(self._finish(state, run, "cancelled", None, [], started))
-                else:  # a shutdown interrupted a background run: keep it resumable by the next process
-                    await _settle(recorder.durable())
-                raise
-            except Exception:
-                log.exception("run %s crashed", run_id)
-                error = {"code": "internal_error", "message": "internal error", "status": 500}
-            status = "failed" if error else ("waiting" if paused else "succeeded")
-            return await _settle(self._finish(state, run, status, error, paused, started))
+            async with control.register(run_id, asyncio.current_task(), foreground=foreground):  # type: ignore[arg-type]
+                recorder.start()
+                return await self._execute_registered(loaded, state, foreground, started)
         finally:
-            live_runs.unregister(run_id, entry)
             await recorder.close()
             recorder.end_stream()
+
+    async def _claim(self, run_id: str) -> bool:
+        """Become the run's owner, unless another live executor holds it (a job delivered twice)."""
+        now = utcnow()
+        async with self.runtime.sessionmaker() as db:
+            claimed = await db.execute(
+                update(Run).where(
+                    Run.id == run_id, Run.status.in_(("queued", "running")),
+                    or_(Run.owner_id.is_(None), Run.owner_id == self.runtime.owner_id,
+                        Run.lease_until.is_(None), Run.lease_until < now),
+                ).values(owner_id=self.runtime.owner_id, lease_until=lease_until(self.runtime, now))
+            )
+            await db.commit()
+        return claimed.rowcount == 1
+
+    async def _execute_registered(self, loaded: _Loaded, state: RunState, foreground: bool,
+                                  started: float) -> FlowResult:
+        run, state_row, graph, recorder = loaded.run, loaded.state, loaded.graph, state.recorder
+        run_id = run.id
+        recorder.emit(ev.RUN_STARTED, {
+            "run_id": run_id, "app_id": run.app_id, "session_id": run.session_id, "kind": state_row.kind,
+            "resumed": loaded.last_seq > 0, "total_nodes": len(graph.nodes),
+        })
+        if run.status != "running" or run.started_at is None:  # queued until now
+            await recorder.durable(also=_mark_running(run_id))
+        paused: list[tuple[str, str]] = []
+        error: dict[str, Any] | None = None
+        try:
+            timeout = _run_timeout(graph, self.runtime.settings.flow_run_timeout_seconds)
+            async with asyncio.timeout(timeout):
+                paused = await GraphScheduler(graph, state, {"sys": state.sys}, loaded.known).execute()
+        except NodeError as exc:
+            error = exc.error
+        except TimeoutError:
+            error = {"code": "timeout", "message": f"run did not finish within {timeout:g}s", "status": 504}
+        except asyncio.CancelledError:
+            if foreground or await _settle(self.runtime.control.cancel_requested(run_id)):
+                await _settle(self._finish(state, run, "cancelled", None, [], started))
+            else:  # a shutdown interrupted a background run: keep it resumable by the next process
+                await _settle(recorder.durable())
+            raise
+        except Exception:
+            log.exception("run %s crashed", run_id)
+            error = {"code": "internal_error", "message": "internal error", "status": 500}
+        status = "failed" if error else ("waiting" if paused else "succeeded")
+        return await _settle(self._finish(state, run, status, error, paused, started))
 
     async def _finish(
         self, state: RunState, run: Run, status: str, error: dict[str, Any] | None,
@@ -365,7 +349,7 @@ class FlowService:
 
         async def write(db: AsyncSession) -> None:
             values: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage, "error": error,
-                                      "elapsed_ms": elapsed_ms}
+                                      "elapsed_ms": elapsed_ms, "owner_id": None}
             if status != "waiting":
                 values["finished_at"] = now
             await db.execute(update(Run).where(Run.id == run.id).values(**values))
@@ -438,30 +422,19 @@ class FlowExecution:
         self.run_id = run_id
         self.session_id = session_id
         self._preloaded = preloaded
-        self.result: FlowResult | None = None
+        self._task: RunTask[FlowResult | None] | None = None
 
-    async def events(self) -> AsyncIterator[Event]:
-        queue: asyncio.Queue = asyncio.Queue()
+    def events(self) -> AsyncIterator[Event]:
         preloaded, self._preloaded = self._preloaded, None
-        task = asyncio.create_task(self.service._execute(self.run_id, queue, foreground=True, preloaded=preloaded),
-                                   name=f"run:{self.run_id}")
-        try:
-            while True:
-                event = await queue.get()
-                if event is END_OF_STREAM:
-                    break
-                yield event
-            # A run cancelled by someone else (DELETE /v1/runs/{id}) ends its stream normally: its
-            # run_finished says so, and awaiting its task would cancel this consumer too.
-            await asyncio.wait([task])
-            self.result = None if task.cancelled() else task.result()
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.shield(task)
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait([task])
+        self._task = RunTask(
+            lambda sink: self.service._execute(self.run_id, sink, foreground=True, preloaded=preloaded),
+            name=f"run:{self.run_id}",
+        )
+        return self._task.events()
+
+    @property
+    def result(self) -> FlowResult | None:
+        return self._task.result if self._task is not None else None
 
     async def collect(self) -> FlowResult:
         async for _ in self.events():
@@ -482,10 +455,6 @@ async def _settle(awaitable):
     if cancelled:
         raise asyncio.CancelledError()
     return result
-
-
-class _Raced(Exception):
-    """Another actor changed the run's status first."""
 
 
 def _mark_running(run_id: str):

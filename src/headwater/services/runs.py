@@ -9,11 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine.events import Event
 from headwater.errors import NotFound
-from headwater.store.job_models import Job
 from headwater.store.models import Run, RunEvent, utcnow
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
-INTERRUPTED_ERROR = {"code": "interrupted", "message": "the server stopped while this run was in progress"}
+LIVE_STATUSES = ("queued", "running", "waiting")
 
 
 async def save_events(db: AsyncSession, run_id: str, events: list[Event]) -> None:
@@ -69,25 +68,3 @@ def run_public(run: Run) -> dict[str, Any]:
         "finished_at": run.finished_at,
         "elapsed_ms": run.elapsed_ms,
     }
-
-
-async def fail_interrupted_runs(db: AsyncSession) -> int:
-    """Mark runs that a stopped process was serving in the foreground as failed.
-
-    Background runs have a job that the queue resumes; a foreground run (a
-    request that was streaming or waiting for its answer) has nobody left to
-    finish it, and would otherwise show `running` forever. Only safe when this
-    process is the only one serving the store (embedded mode).
-    """
-    active_jobs = await db.scalars(select(Job).where(Job.status.in_(("queued", "running"))))
-    resumable = {str(job.payload.get("run_id")) for job in active_jobs if isinstance(job.payload, dict)}
-    stale = [
-        run_id for run_id in await db.scalars(select(Run.id).where(Run.status.in_(("queued", "running"))))
-        if run_id not in resumable
-    ]
-    if stale:
-        await db.execute(
-            update(Run).where(Run.id.in_(stale)).values(status="failed", error=INTERRUPTED_ERROR, finished_at=utcnow())
-        )
-        await db.commit()
-    return len(stale)

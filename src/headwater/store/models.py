@@ -161,6 +161,7 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_workspace_created", "workspace_id", "created_at"),
         Index("ix_runs_session", "workspace_id", "session_id"),
+        Index("ix_runs_status_lease", "status", "lease_until"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -179,6 +180,9 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     elapsed_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The process executing the run and until when it vouches for it (renewed while it works).
+    owner_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class RunEvent(Base):

@@ -117,7 +117,7 @@ def citations_of(source: DialectTurn | TurnResult) -> list[dict[str, Any]]:
     return list(source.citations)
 
 
-def turn_failure(error: dict[str, Any] | None) -> HeadwaterError:
+def turn_failure(error: dict[str, Any] | None, run_id: str) -> HeadwaterError:
     """The HTTP error for a non-streamed turn that failed (its run record keeps the details).
 
     A chatflow turn's error names the status to answer with (`http_status`, the same as the
@@ -126,10 +126,10 @@ def turn_failure(error: dict[str, Any] | None) -> HeadwaterError:
     error = error or {}
     message = error.get("message", "model call failed")
     if "http_status" in error:
-        return RunFailed({"message": message, "status": error["http_status"]})
+        return RunFailed({"message": message, "status": error["http_status"]}, run_id)
     if error.get("code") == "invalid_input":
-        return InvalidInput(message)
-    return ProviderError(message, status=error.get("status"))
+        return InvalidInput(message).of_run(run_id)
+    return ProviderError(message, status=error.get("status")).of_run(run_id)
 
 
 def _wrong_kind(app: App) -> InvalidInput:

@@ -39,7 +39,8 @@ from headwater.api.dialects.bot_chat import (
     start_turn,
     turn_failure,
 )
-from headwater.api.sse import sse_response
+from headwater.api.responses import FastJSONResponse
+from headwater.api.sse import run_id_header, sse_response
 from headwater.errors import InvalidInput, NotFound, Unauthorized
 from headwater.providers.base import ChatMessage, ImagePart
 from headwater.services.apps import AppService, AppSnapshot
@@ -135,17 +136,17 @@ async def predict(app_id: str, body: PredictionRequest, principal: OptionalKey, 
         session_id=session_id, history=history, source="flowise", extra_system=uploaded.context(),
     ))
     if body.streaming:
-        return sse_response(_stream_frames(turn, question, override.returnSourceDocuments))
+        return sse_response(_stream_frames(turn, question, override.returnSourceDocuments), run_id=turn.run_id)
     result = await turn.collect()
     if result.error is not None:
-        raise turn_failure(result.error)
+        raise turn_failure(result.error, result.run_id)
     response: dict[str, Any] = {
         "text": result.text, "question": question,
         "chatId": result.session_id, "chatMessageId": result.message_id, "sessionId": result.session_id,
     }
     if override.returnSourceDocuments and (documents := source_documents(citations_of(result))):
         response["sourceDocuments"] = documents
-    return response
+    return FastJSONResponse(response, headers=run_id_header(result.run_id))
 
 
 async def _app_for_caller(db: AsyncSession, principal: Principal | None, app_id: str) -> AppSnapshot:

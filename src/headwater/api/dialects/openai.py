@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
 from headwater.api.dialects.bot_chat import turn_failure
-from headwater.api.sse import sse_response
+from headwater.api.responses import FastJSONResponse
+from headwater.api.sse import run_id_header, sse_response
 from headwater.engine import events as ev
 from headwater.errors import InvalidInput
 from headwater.providers.base import ChatMessage, GenerationParams, ImagePart
@@ -136,8 +137,8 @@ async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, d
     if not body.stream:
         result = await turn.collect()
         if result.status == "failed":
-            raise turn_failure(result.error)
-        return {
+            raise turn_failure(result.error, result.run_id)
+        return FastJSONResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
                          "finish_reason": _finish_reason(result.finish_reason), "logprobs": None}],
@@ -145,9 +146,9 @@ async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, d
             "conversation_id": result.session_id,
             "citations": result.citations,  # extra top-level field: the SDK keeps it in model_extra
             "system_fingerprint": None,
-        }
+        }, headers=run_id_header(turn.run_id))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    return sse_response(_stream_chunks(turn, completion_id, created, body.model, include_usage))
+    return sse_response(_stream_chunks(turn, completion_id, created, body.model, include_usage), run_id=turn.run_id)
 
 
 async def _stream_chunks(turn, completion_id: str, created: int, model: str, include_usage: bool):

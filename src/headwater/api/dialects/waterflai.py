@@ -17,24 +17,19 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
 from headwater.api.responses import FastJSONResponse
-from headwater.api.sse import format_event, sse_response
+from headwater.api.sse import format_event, last_event_id_after, run_id_header, sse_response
 from headwater.engine import events as ev
-from headwater.engine.bus import follow_run, get_bus
 from headwater.engine.events import Event
-from headwater.engine.graph import compile_for_run
 from headwater.errors import InvalidInput, RunFailed
 from headwater.providers.base import ChatMessage
-from headwater.store.job_models import Job
 from headwater.services.apps import GRAPH_KINDS, AppService, AppSnapshot
 from headwater.services.flows import FlowRequest, FlowResult, FlowService
+from headwater.services.run_feed import follow, progress
 from headwater.services.run_trace import node_trace
-from headwater.services.runs import TERMINAL_STATUSES, RunService
-from headwater.store.flow_models import FlowRunState
-from headwater.store.models import AppVersion, Run, RunEvent
+from headwater.services.stopping import stop_run
 
 router = APIRouter(tags=["waterflai"])
 
@@ -180,8 +175,8 @@ async def execute_chatflow(app_id: str, body: ExecutionRequest, principal: Chatb
     execution = await FlowService(runtime).start(flow_request(principal.workspace_id, snapshot, body.input_data))
     result = await execution.collect()
     if result.status == "failed":
-        raise RunFailed(result.error)
-    return _chat_completion(result, snapshot)
+        raise RunFailed(result.error, run_id=result.run_id)
+    return FastJSONResponse(_chat_completion(result, snapshot), headers=run_id_header(result.run_id))
 
 
 @router.post("/execute_chatflow/{app_id}/stream_execute")
@@ -189,7 +184,7 @@ async def stream_chatflow(app_id: str, body: ExecutionRequest, principal: Chatbo
                           runtime: RuntimeDep):
     snapshot = await _snapshot(db, principal, app_id, "chatflow")
     execution = await FlowService(runtime).start(flow_request(principal.workspace_id, snapshot, body.input_data))
-    return sse_response(_frames(execution.events(), "chatflow"))
+    return sse_response(_frames(execution.events(), "chatflow"), run_id=execution.run_id)
 
 
 @router.post("/execute_workflow/{app_id}/execute")
@@ -200,12 +195,12 @@ async def execute_workflow(app_id: str, body: ExecutionRequest, principal: Chatb
     result = await execution.collect()
     async with runtime.sessionmaker() as session:
         nodes = await node_trace(session, result.run_id)
-    return {
+    return FastJSONResponse({
         "execution_id": result.run_id, "status": _lower_status(result.status), "outputs": result.outputs,
         "node_results": nodes, "usage": _usage(result.usage), "elapsed_ms": result.elapsed_ms,
         **({"error": result.error} if result.error else {}),
         **({"waiting_for": result.waiting} if result.waiting else {}),
-    }
+    }, headers=run_id_header(result.run_id))
 
 
 def _lower_status(status: str) -> str:
@@ -217,7 +212,7 @@ async def stream_workflow(app_id: str, body: ExecutionRequest, principal: Chatbo
                           runtime: RuntimeDep):
     snapshot = await _snapshot(db, principal, app_id, "workflow")
     execution = await FlowService(runtime).start(flow_request(principal.workspace_id, snapshot, body.input_data))
-    return sse_response(_frames(execution.events(), "workflow"))
+    return sse_response(_frames(execution.events(), "workflow"), run_id=execution.run_id)
 
 
 # -- asynchronous executions -------------------------------------------------------------------
@@ -234,73 +229,33 @@ async def start_execution(app_id: str, body: ExecutionRequest, principal: Chatbo
     return FastJSONResponse(
         {"execution_id": run_id, "status": "PENDING", "status_url": base, "stream_url": f"{base}/stream",
          "cancel_url": base},
-        status_code=202,
+        status_code=202, headers=run_id_header(run_id),
     )
 
 
 @router.get("/v1/executions/{execution_id}")
-async def execution_status(execution_id: str, principal: ChatbotKey, db: DbSession):
-    run = await RunService(db).get(principal.workspace_id, execution_id)
-    state = await db.get(FlowRunState, run.id)
-    total = await _total_nodes(db, run, state)
-    nodes = [n for n in await node_trace(db, run.id) if "parent" not in n]
-    completed = sum(1 for n in nodes if n["status"] == "succeeded")
-    current = next((n["node_id"] for n in reversed(nodes) if n["status"] == "running"), None)
-    if current is None and run.status == "waiting" and state is not None and state.waiting:
-        current = state.waiting[0]["node_id"]
-    job = await db.get(Job, state.job_id) if state is not None and state.job_id else None
-    status = EXECUTION_STATUS.get(run.status, "RUNNING")
+async def execution_status(execution_id: str, principal: ChatbotKey, runtime: RuntimeDep):
+    found = await progress(runtime, principal.workspace_id, execution_id)
+    run, status = found.run, EXECUTION_STATUS.get(found.run.status, "RUNNING")
     return {
-        "execution_id": run.id, "status": status,
-        "progress": 1.0 if status == "COMPLETED" else round(completed / total, 3) if total else 0.0,
-        "current_node": current, "completed_nodes": completed, "total_nodes": total,
-        "final_output": run.outputs, "error_message": (run.error or {}).get("message"),
-        "created_at": run.created_at, "started_at": run.started_at, "completed_at": run.finished_at,
-        "retry_count": max(0, job.attempts - 1) if job is not None else 0,
-        "waiting_for": list(state.waiting or []) if state is not None and run.status == "waiting" else [],
+        "execution_id": run.id, "status": status, "progress": found.fraction,
+        "current_node": found.current_node, "completed_nodes": found.completed_nodes,
+        "total_nodes": found.total_nodes, "final_output": run.outputs,
+        "error_message": (run.error or {}).get("message"), "created_at": run.created_at,
+        "started_at": run.started_at, "completed_at": run.finished_at,
+        "retry_count": max(0, found.attempts - 1), "waiting_for": found.waiting,
     }
 
 
-async def _total_nodes(db, run: Run, state: FlowRunState | None) -> int:
-    if state is None or run.app_id is None:
-        return 1
-    version = await db.scalar(
-        select(AppVersion).where(AppVersion.app_id == run.app_id, AppVersion.version == run.app_version)
-    )
-    if version is None or version.graph is None:
-        return 0
-    return len(compile_for_run(state.kind, run.app_id, run.app_version, version.graph).nodes)
-
-
 @router.get("/v1/executions/{execution_id}/stream")
-async def stream_execution(execution_id: str, principal: ChatbotKey, db: DbSession, runtime: RuntimeDep,
+async def stream_execution(execution_id: str, principal: ChatbotKey, runtime: RuntimeDep,
                            last_event_id: str | None = Header(default=None)):
-    run = await RunService(db).get(principal.workspace_id, execution_id)
-    state = await db.get(FlowRunState, run.id)
-    kind = state.kind if state is not None else "chatflow"
-    await db.close()
-    try:
-        after = max(0, int(last_event_id)) if last_event_id else 0
-    except ValueError:
-        raise InvalidInput("Last-Event-ID must be an event id (an integer)") from None
-
-    async def load_after(seq: int) -> list[Event]:
-        async with runtime.sessionmaker() as session:
-            rows = await session.scalars(
-                select(RunEvent).where(RunEvent.run_id == execution_id, RunEvent.seq > seq).order_by(RunEvent.seq)
-            )
-            return [Event(r.seq, r.type, r.data, r.created_at) for r in rows]
-
-    async def has_ended() -> bool:
-        async with runtime.sessionmaker() as session:
-            status = await session.scalar(select(Run.status).where(Run.id == execution_id))
-        return status in TERMINAL_STATUSES
-
-    events = follow_run(get_bus(), execution_id, after, load_after, has_ended)
-    return sse_response(_frames(events, kind))
+    followed = await follow(runtime, principal.workspace_id, execution_id, last_event_id_after(last_event_id))
+    return sse_response(_frames(followed.events, "workflow" if followed.kind == "workflow" else "chatflow"))
 
 
 @router.delete("/v1/executions/{execution_id}")
 async def cancel_execution(execution_id: str, principal: ChatbotKey, runtime: RuntimeDep):
-    run = await FlowService(runtime).cancel(principal.workspace_id, execution_id)
-    return {"execution_id": run.id, "status": EXECUTION_STATUS.get(run.status, "RUNNING")}
+    await stop_run(runtime, principal.workspace_id, execution_id)
+    found = await progress(runtime, principal.workspace_id, execution_id)
+    return {"execution_id": execution_id, "status": EXECUTION_STATUS.get(found.run.status, "RUNNING")}

@@ -29,7 +29,8 @@ from headwater.api.dialects.bot_chat import (
     start_turn,
     turn_failure,
 )
-from headwater.api.sse import sse_response
+from headwater.api.responses import FastJSONResponse
+from headwater.api.sse import run_id_header, sse_response
 from headwater.runtime import Runtime
 from headwater.services.chat import TurnRequest
 
@@ -59,8 +60,8 @@ async def chat(body: ChatRequest, principal: ChatbotKey, db: DbSession, runtime:
     turn = await _start(body, principal.workspace_id, db, runtime)
     result = await turn.collect()
     if result.error is not None:
-        raise turn_failure(result.error)
-    return {
+        raise turn_failure(result.error, result.run_id)
+    return FastJSONResponse({
         "session_id": result.session_id,
         "message_id": result.message_id,
         "response": result.text,
@@ -68,13 +69,13 @@ async def chat(body: ChatRequest, principal: ChatbotKey, db: DbSession, runtime:
         "tokens_input": result.usage.prompt_tokens,
         "tokens_output": result.usage.completion_tokens,
         "response_time_ms": int((time.perf_counter() - started) * 1000),
-    }
+    }, headers=run_id_header(result.run_id))
 
 
 @router.post("/chat/stream")
 async def chat_stream(body: ChatRequest, principal: ChatbotKey, db: DbSession, runtime: RuntimeDep):
     turn = await _start(body, principal.workspace_id, db, runtime)
-    return sse_response(_stream_events(turn))
+    return sse_response(_stream_events(turn), run_id=turn.run_id)
 
 
 async def _start(body: ChatRequest, workspace_id: str, db: AsyncSession, runtime: Runtime) -> DialectTurn:

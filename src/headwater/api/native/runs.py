@@ -1,8 +1,9 @@
-"""Runs: start one (foreground, streamed, or in the background), answer a pause, cancel, read the trace.
+"""Runs: start one (foreground, streamed, or in the background), answer a pause, stop, follow, read the trace.
 
 `POST /v1/runs` is the native way to run any app, and the machinery every
 dialect's execution routes use: chatbot apps go through ChatService,
-chatflows and workflows through FlowService.
+chatflows and workflows through FlowService. `GET /v1/runs/{id}/stream` follows
+any run live and `DELETE /v1/runs/{id}` stops any run, whichever process executes it.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
 from headwater.api.native.schemas import StrictModel
 from headwater.api.responses import FastJSONResponse
-from headwater.api.sse import format_event, sse_response
-from headwater.engine.live import live_runs
+from headwater.api.sse import format_event, last_event_id_after, run_id_header, sse_response
 from headwater.errors import InvalidInput
 from headwater.services.apps import GRAPH_KINDS, AppService
 from headwater.services.chat import ChatService, TurnRequest
 from headwater.services.flows import FlowRequest, FlowService
+from headwater.services.run_feed import follow
 from headwater.services.run_trace import run_detail
 from headwater.services.runs import RunService, run_public
+from headwater.services.stopping import stop_run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 _background_turns: set[asyncio.Task] = set()
@@ -55,18 +57,20 @@ class RunInput(StrictModel):
     background: bool = False
 
 
-async def _detail(runtime, run_id: str, workspace_id: str) -> dict[str, Any]:
+async def _detail(runtime, run_id: str, workspace_id: str) -> FastJSONResponse:
+    """The run in full, named in `X-Run-Id` (the response of every route that ran it)."""
     async with runtime.sessionmaker() as db:
-        return await run_detail(db, await RunService(db).get(workspace_id, run_id))
+        detail = await run_detail(db, await RunService(db).get(workspace_id, run_id))
+    return FastJSONResponse(detail, headers=run_id_header(run_id))
 
 
-def _sse(events):
+def _sse(events, run_id: str | None = None):
     async def frames():
         async with aclosing(events) as stream:
             async for event in stream:
                 yield format_event(orjson.dumps(event.data), event=event.type, event_id=event.seq)
 
-    return sse_response(frames())
+    return sse_response(frames(), run_id=run_id)
 
 
 @router.post("")
@@ -87,10 +91,10 @@ async def create_run(body: RunCreate, principal: ChatbotKey, db: DbSession, runt
     )
     if body.background:
         run_id = await service.start_background(request)
-        return FastJSONResponse({"id": run_id, "status": "queued"}, status_code=202)
+        return FastJSONResponse({"id": run_id, "status": "queued"}, status_code=202, headers=run_id_header(run_id))
     execution = await service.start(request)
     if stream:
-        return _sse(execution.events())
+        return _sse(execution.events(), execution.run_id)
     await execution.collect()
     return await _detail(runtime, execution.run_id, principal.workspace_id)
 
@@ -104,15 +108,16 @@ async def _chatbot_run(body: RunCreate, principal, runtime, snapshot, stream: bo
         session_id=body.session_id, user_id=body.user_id,
     ))
     if stream:
-        return _sse(turn.events())
+        return _sse(turn.events(), turn.run_id)
     if body.background:
-        # Chat turns are short and not checkpointed: they run in this process (not restart-safe).
+        # Chat turns are short and not checkpointed: they run in this process (not restart-safe;
+        # the lease keeper ends them `interrupted` if it dies). They can be stopped from anywhere.
         await turn.record_start()  # the caller gets the id now and may look the run up at once
         task = asyncio.create_task(turn.collect(), name=f"chat-turn:{turn.run_id}")
-        entry = live_runs.register(turn.run_id, task, foreground=True)
         _background_turns.add(task)
-        task.add_done_callback(lambda t: (_background_turns.discard(t), live_runs.unregister(turn.run_id, entry)))
-        return FastJSONResponse({"id": turn.run_id, "status": "running"}, status_code=202)
+        task.add_done_callback(_background_turns.discard)
+        return FastJSONResponse({"id": turn.run_id, "status": "running"}, status_code=202,
+                                headers=run_id_header(turn.run_id))
     await turn.collect()
     return await _detail(runtime, turn.run_id, principal.workspace_id)
 
@@ -140,14 +145,22 @@ async def answer_run(run_id: str, body: RunInput, principal: ChatbotKey, runtime
         principal.workspace_id, run_id, body.message, node_id=body.node_id, background=body.background,
     )
     if isinstance(outcome, str):
-        return FastJSONResponse({"id": outcome, "status": "queued"}, status_code=202)
+        return FastJSONResponse({"id": outcome, "status": "queued"}, status_code=202, headers=run_id_header(outcome))
     if stream:
-        return _sse(outcome.events())
+        return _sse(outcome.events(), run_id)
     await outcome.collect()
     return await _detail(runtime, run_id, principal.workspace_id)
 
 
+@router.get("/{run_id}/stream")
+async def stream_run(run_id: str, principal: ChatbotKey, runtime: RuntimeDep,
+                     last_event_id: str | None = Header(default=None)):
+    """Any run's events as SSE (`id:` = seq): replayed from the start or after `Last-Event-ID`, then live."""
+    followed = await follow(runtime, principal.workspace_id, run_id, last_event_id_after(last_event_id))
+    return _sse(followed.events)
+
+
 @router.delete("/{run_id}")
 async def cancel_run(run_id: str, principal: ChatbotKey, runtime: RuntimeDep) -> Response:
-    await FlowService(runtime).cancel(principal.workspace_id, run_id)
-    return FastJSONResponse(await _detail(runtime, run_id, principal.workspace_id))
+    await stop_run(runtime, principal.workspace_id, run_id)
+    return await _detail(runtime, run_id, principal.workspace_id)

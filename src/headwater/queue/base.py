@@ -1,0 +1,123 @@
+"""The job queue protocol, and the one function that executes a job wherever it runs.
+
+A job is a row in the store first (kind, payload, attempts), then a delivery:
+an asyncio task in this process (`InProcessQueue`, embedded mode) or a Celery
+message to a worker (`headwater.queue.celery_queue.CeleryQueue`, scale-out).
+Either way `execute_job()` claims the row, runs the kind's handler and records
+the outcome, so a job delivered twice (a redelivery after a worker died) runs
+once at a time and never after it ended. Both queues pass
+`tests/conformance/test_job_queue.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import update
+
+from headwater.errors import HeadwaterError
+from headwater.queue.handlers import JobContext, JobHeldElsewhere, handler_for
+from headwater.store.job_models import Job
+from headwater.store.models import utcnow
+
+if TYPE_CHECKING:
+    from headwater.runtime import Runtime
+
+log = logging.getLogger(__name__)
+ACTIVE_JOB_STATUSES = ("queued", "running")
+
+
+class JobQueue(Protocol):
+    def bind(self, runtime: "Runtime") -> None:
+        """Give the queue the runtime its jobs run with (called once at start-up)."""
+
+    async def enqueue(self, kind: str, payload: dict[str, Any], *, workspace_id: str | None = None,
+                      job_id: str | None = None, max_attempts: int = 3) -> str:
+        """Store the job, then deliver it; returns its id."""
+
+    async def redeliver(self, job_id: str) -> None:
+        """Deliver a stored job again (its executor died); a job that ended is left alone."""
+
+    async def cancel(self, job_id: str) -> bool:
+        """Mark the job cancelled (and stop it if it runs in this process); False if it had ended."""
+
+    async def status(self, job_id: str) -> Job | None:
+        """The job's row."""
+
+    async def recover(self) -> int:
+        """At start-up: deliver again the jobs this queue's previous life left unfinished."""
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for the jobs running in this process (tests, shutdown)."""
+
+    async def close(self) -> None:
+        """Stop delivering; jobs running here stay `running` in the store, for a later delivery."""
+
+
+async def mark_cancelled(runtime: "Runtime", job_id: str) -> bool:
+    async with runtime.sessionmaker() as db:
+        result = await db.execute(
+            update(Job).where(Job.id == job_id, Job.status.in_(ACTIVE_JOB_STATUSES))
+            .values(status="cancelled", finished_at=utcnow())
+        )
+        await db.commit()
+    return result.rowcount > 0
+
+
+async def execute_job(runtime: "Runtime", job_id: str, *, shutting_down=lambda: False) -> None:
+    """Claim the job, run its handler, record the outcome; nothing for a job that ended or gave up."""
+    job = await _claim(runtime, job_id)
+    if job is None:
+        return
+    handler = handler_for(job.kind)
+    context = JobContext(runtime, job.id, job.kind, job.attempts, job.workspace_id)
+    try:
+        if handler is None:
+            raise HeadwaterError(f"no handler for job kind '{job.kind}'")
+        await handler(context, job.payload)
+    except JobHeldElsewhere:
+        # Not an attempt: the executor holding it may finish it, or its lease runs out and it is redelivered.
+        log.info("job %s is executed elsewhere; this delivery leaves it alone", job_id)
+        await _give_back_attempt(runtime, job_id)
+    except asyncio.CancelledError:
+        if not shutting_down():
+            await asyncio.shield(_finish(runtime, job_id, "cancelled", None))
+        raise
+    except HeadwaterError as exc:
+        await _finish(runtime, job_id, "failed", exc.detail)
+    except Exception as exc:  # a handler bug fails its job, never the process
+        log.exception("job %s (%s) failed", job_id, job.kind)
+        await _finish(runtime, job_id, "failed", f"{exc.__class__.__name__}")
+    else:
+        await _finish(runtime, job_id, "succeeded", None)
+
+
+async def _claim(runtime: "Runtime", job_id: str) -> Job | None:
+    async with runtime.sessionmaker() as db:
+        job = await db.get(Job, job_id)
+        if job is None or job.status not in ACTIVE_JOB_STATUSES:
+            return None
+        if job.attempts >= job.max_attempts:
+            job.status, job.error, job.finished_at = "failed", "gave up after repeated interruptions", utcnow()
+            await db.commit()
+            return None
+        job.status, job.attempts, job.started_at = "running", job.attempts + 1, utcnow()
+        await db.commit()
+        return job
+
+
+async def _finish(runtime: "Runtime", job_id: str, status: str, error: str | None) -> None:
+    async with runtime.sessionmaker() as db:
+        await db.execute(
+            update(Job).where(Job.id == job_id, Job.status == "running")
+            .values(status=status, error=error, finished_at=utcnow())
+        )
+        await db.commit()
+
+
+async def _give_back_attempt(runtime: "Runtime", job_id: str) -> None:
+    async with runtime.sessionmaker() as db:
+        await db.execute(update(Job).where(Job.id == job_id, Job.attempts > 0).values(attempts=Job.attempts - 1))
+        await db.commit()
