@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int)
     serve.add_argument("--workers", type=int, default=1, help="API processes (needs PostgreSQL beyond 1)")
 
+    worker = commands.add_parser("worker", help="run a Celery worker for background jobs (needs HEADWATER_REDIS_URL)")
+    worker.add_argument("--include", action="append", default=[], metavar="MODULE",
+                        help="also import MODULE in the worker (e.g. one registering job kinds); repeatable")
+
     commands.add_parser("migrate", help="bring the database schema up to date")
 
     keys = commands.add_parser("keys", help="manage API keys of the default workspace")
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "serve":
         _serve(args)
+    elif args.command == "worker":
+        _worker(args)
     elif args.command == "migrate":
         asyncio.run(_migrate())
     elif args.command == "keys":
@@ -71,8 +77,38 @@ def _serve(args: argparse.Namespace) -> None:
     )
 
 
+def _worker(args: argparse.Namespace) -> None:
+    """A Celery worker in the foreground: one asyncio loop, `background_concurrency` job threads."""
+    settings = get_settings()
+    if not settings.redis_url:
+        print("error: headwater worker needs HEADWATER_REDIS_URL (the Redis the API processes queue jobs on)",
+              file=sys.stderr)
+        raise SystemExit(2)
+    import os
+
+    from celery.signals import worker_shutdown
+
+    from headwater.queue.celery_app import QUEUE_NAME
+    from headwater.worker import app
+
+    argv = [
+        "worker", "--pool", "threads", "--concurrency", str(settings.background_concurrency),
+        "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", "-Q", QUEUE_NAME,
+        # A node name per process: several workers on one host stay distinguishable in `celery inspect`.
+        "--hostname", f"headwater-{os.getpid()}@%h",
+    ]
+    if args.include:
+        argv += ["--include", ",".join(args.include)]
+    # worker_main returns nothing, whatever Celery's exit code (1 after an unrecoverable error at
+    # start-up, e.g. the store unreachable): read it from the worker, so a supervisor sees the failure.
+    exit_codes: list[int] = []
+    worker_shutdown.connect(lambda sender, **_: exit_codes.append(sender.exitcode or 0), weak=False)
+    app.worker_main(argv)
+    raise SystemExit(exit_codes[-1] if exit_codes else 0)
+
+
 async def _with_db(action):
-    from headwater.server import build_runtime
+    from headwater.boot import build_runtime
 
     runtime = await build_runtime(get_settings())
     try:

@@ -10,6 +10,7 @@ Nothing of these is a module-level singleton: tests build a Runtime.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -22,7 +23,7 @@ from headwater.queue.inprocess import InProcessQueue
 from headwater.ratelimit import MemoryRateLimiter, RateLimiter
 from headwater.services.providers import ProviderService
 from headwater.services.secrets_box import SecretBox
-from headwater.store.models import new_id
+from headwater.store.models import new_id, utcnow
 
 
 @dataclass(slots=True)
@@ -38,6 +39,10 @@ class Runtime:
     control: RunControl
     # Names this process as the owner of the runs it executes (see services.leases).
     owner_id: str = field(default_factory=new_id)
+
+    def lease_until(self, now: datetime | None = None) -> datetime:
+        """Until when this process vouches for a run or job it executes (renewed by the LeaseKeeper)."""
+        return (now or utcnow()) + timedelta(seconds=self.settings.run_lease_seconds)
 
     def provider_service(self, db: AsyncSession) -> ProviderService:
         return ProviderService(db, self.settings, self.providers, self.secrets)

@@ -8,8 +8,10 @@ within a run and doubles as the SSE event id.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from headwater.store.models import utcnow
 
@@ -59,3 +61,17 @@ class EventLog:
     @property
     def last_seq(self) -> int:
         return self._seq
+
+
+def encode_event(event: Event) -> bytes:
+    """The bus's wire form of an event: its `as_dict()` as JSON (data is JSON already, as in the store)."""
+    return orjson.dumps(event.as_dict())
+
+
+def decode_event(raw: bytes) -> Event:
+    """The inverse of `encode_event`; created_at comes back tz-aware (UTC when it was written naive)."""
+    fields = orjson.loads(raw)
+    created_at = datetime.fromisoformat(fields["created_at"])
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=UTC)
+    return Event(fields["seq"], fields["type"], fields["data"], created_at)

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import and_, case, or_, update
 
 from headwater.errors import HeadwaterError
 from headwater.queue.handlers import JobContext, JobHeldElsewhere, handler_for
@@ -78,12 +78,15 @@ async def execute_job(runtime: "Runtime", job_id: str, *, shutting_down=lambda: 
             raise HeadwaterError(f"no handler for job kind '{job.kind}'")
         await handler(context, job.payload)
     except JobHeldElsewhere:
-        # Not an attempt: the executor holding it may finish it, or its lease runs out and it is redelivered.
+        # Not an attempt: the executor holding its run may finish it, or its lease runs out and the
+        # LeaseKeeper delivers the job again.
         log.info("job %s is executed elsewhere; this delivery leaves it alone", job_id)
-        await _give_back_attempt(runtime, job_id)
+        await _release(runtime, job_id, requeue=False)
     except asyncio.CancelledError:
-        if not shutting_down():
-            await asyncio.shield(_finish(runtime, job_id, "cancelled", None))
+        # A stop ends the job; a shutdown hands it back for the next delivery (a requeued message,
+        # the next start's recovery, or a LeaseKeeper elsewhere).
+        await asyncio.shield(_release(runtime, job_id, requeue=True) if shutting_down()
+                             else _finish(runtime, job_id, "cancelled", None))
         raise
     except HeadwaterError as exc:
         await _finish(runtime, job_id, "failed", exc.detail)
@@ -95,29 +98,56 @@ async def execute_job(runtime: "Runtime", job_id: str, *, shutting_down=lambda: 
 
 
 async def _claim(runtime: "Runtime", job_id: str) -> Job | None:
+    """Take the job for this process, or None: it ended, gave up, or another live process holds it.
+
+    One conditional UPDATE, so two deliveries of a job (a redelivery racing a live worker, two
+    keepers handing it on) cannot both win: a `running` job is taken over only once the lease
+    of the process that held it ran out.
+    """
+    now = utcnow()
+    claimable = and_(
+        Job.id == job_id,
+        or_(Job.status == "queued",
+            and_(Job.status == "running", or_(Job.lease_until.is_(None), Job.lease_until < now))),
+    )
     async with runtime.sessionmaker() as db:
-        job = await db.get(Job, job_id)
-        if job is None or job.status not in ACTIVE_JOB_STATUSES:
-            return None
-        if job.attempts >= job.max_attempts:
-            job.status, job.error, job.finished_at = "failed", "gave up after repeated interruptions", utcnow()
-            await db.commit()
-            return None
-        job.status, job.attempts, job.started_at = "running", job.attempts + 1, utcnow()
+        gave_up = await db.execute(
+            update(Job).where(claimable, Job.attempts >= Job.max_attempts)
+            .values(status="failed", error="gave up after repeated interruptions", finished_at=now,
+                    owner_id=None, lease_until=None)
+        )
+        claimed = await db.execute(
+            update(Job).where(claimable, Job.attempts < Job.max_attempts)
+            .values(status="running", attempts=Job.attempts + 1, started_at=now,
+                    owner_id=runtime.owner_id, lease_until=runtime.lease_until(now))
+        )
         await db.commit()
-        return job
+        if gave_up.rowcount or not claimed.rowcount:
+            return None
+        return await db.get(Job, job_id, populate_existing=True)
 
 
 async def _finish(runtime: "Runtime", job_id: str, status: str, error: str | None) -> None:
     async with runtime.sessionmaker() as db:
         await db.execute(
             update(Job).where(Job.id == job_id, Job.status == "running")
-            .values(status=status, error=error, finished_at=utcnow())
+            .values(status=status, error=error, finished_at=utcnow(), owner_id=None, lease_until=None)
         )
         await db.commit()
 
 
-async def _give_back_attempt(runtime: "Runtime", job_id: str) -> None:
+async def _release(runtime: "Runtime", job_id: str, *, requeue: bool) -> None:
+    """Let go of the job without counting the attempt (a shutdown, or its run held elsewhere, is not its fault).
+
+    requeue: back to `queued`, for the delivery that follows (the requeued message of a worker's
+    shutdown, the next start's recovery). Otherwise it stays `running` with no owner for one
+    lease: the process holding its run may end it meanwhile, else a LeaseKeeper delivers it again.
+    """
+    released = ({"status": "queued", "lease_until": None} if requeue
+                else {"lease_until": runtime.lease_until()})
     async with runtime.sessionmaker() as db:
-        await db.execute(update(Job).where(Job.id == job_id, Job.attempts > 0).values(attempts=Job.attempts - 1))
+        await db.execute(
+            update(Job).where(Job.id == job_id, Job.status == "running", Job.owner_id == runtime.owner_id)
+            .values(owner_id=None, attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0), **released)
+        )
         await db.commit()

@@ -40,7 +40,6 @@ from headwater.providers.base import (
 from headwater.runtime import Runtime
 from headwater.services.apps import AppSnapshot
 from headwater.services.chatbot_config import ChatbotConfig
-from headwater.services.leases import lease_until
 from headwater.services.sessions import check_session_app
 from headwater.store.db import insert_ignoring_duplicates
 from headwater.store.models import AppVersion, ChatSession, Message, Run, RunEvent, new_id, utcnow
@@ -128,7 +127,7 @@ class ChatService:
             started_at=now,
             created_at=now,
             owner_id=self.runtime.owner_id,
-            lease_until=lease_until(self.runtime, now),
+            lease_until=self.runtime.lease_until(now),
         )
         start = _Start(run={column: getattr(run, column) for column in _RUN_START_COLUMNS}, session=new_session)
         turn = ChatTurn(self.runtime, request, config, provider, model, run, session, history, start)

@@ -40,7 +40,6 @@ from headwater.queue.handlers import JobHeldElsewhere
 from headwater.providers.base import ChatMessage
 from headwater.runtime import Runtime
 from headwater.services.apps import GRAPH_KINDS, AppSnapshot
-from headwater.services.leases import lease_until
 from headwater.services.run_end import end_unattended_run
 from headwater.services.runs import TERMINAL_STATUSES, RunService
 from headwater.services.sessions import SessionService
@@ -134,7 +133,7 @@ class FlowService:
                 inputs=_recorded_inputs(request.inputs, message, app.kind), created_at=now,
                 started_at=None if background else now,
                 owner_id=None if background else self.runtime.owner_id,
-                lease_until=None if background else lease_until(self.runtime, now),
+                lease_until=None if background else self.runtime.lease_until(now),
             )
             db.add(run)
             await db.flush()
@@ -198,7 +197,7 @@ class FlowService:
                 update(Run).where(Run.id == run_id, Run.status == "waiting")
                 .values(status="queued" if background else "running",
                         owner_id=None if background else self.runtime.owner_id,
-                        lease_until=None if background else lease_until(self.runtime))
+                        lease_until=None if background else self.runtime.lease_until())
             )
             if claimed.rowcount != 1:
                 raise Conflict("run is no longer waiting for input")
@@ -287,7 +286,7 @@ class FlowService:
                     Run.id == run_id, Run.status.in_(("queued", "running")),
                     or_(Run.owner_id.is_(None), Run.owner_id == self.runtime.owner_id,
                         Run.lease_until.is_(None), Run.lease_until < now),
-                ).values(owner_id=self.runtime.owner_id, lease_until=lease_until(self.runtime, now))
+                ).values(owner_id=self.runtime.owner_id, lease_until=self.runtime.lease_until(now))
             )
             await db.commit()
         return claimed.rowcount == 1

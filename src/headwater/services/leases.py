@@ -4,16 +4,22 @@ A process that executes a run owns it (`runs.owner_id`) and vouches for it
 until `runs.lease_until`; the `LeaseKeeper` of every process (API servers and
 workers alike) renews the leases of the runs it holds every third of the lease
 (`HEADWATER_RUN_LEASE_SECONDS`), and reaps the runs whose lease ran out:
-- a background run (its job is still active) is handed to the job queue again
-  and resumes after its last finished node;
+- a background run (its job is still active) goes back to `queued` with its
+  job, and resumes after its last finished node;
 - a foreground run (a request that was streaming or waiting for its answer:
   nobody is left to finish it) ends `failed` with the reason `interrupted`.
-Two keepers reaping the same run are harmless: each step is a conditional
-UPDATE, and a job delivered twice runs once (see queue.base.execute_job).
+Jobs carry the same lease (`jobs.owner_id`, `jobs.lease_until`, taken by the
+claim in queue.base): the keeper renews the jobs of this process with its
+runs, and a `running` job whose lease ran out goes back to `queued` and is
+delivered again (a worker killed mid-job; a Celery message waiting for its
+visibility timeout would take hours).
+Two keepers reaping the same run or job are harmless: each step is a
+conditional UPDATE, and a job delivered twice runs once (the claim is one).
 
 In the embedded mode (SQLite) one process serves the store, so at start-up
-every run still `running` is an orphan of its previous life, whatever its
-lease says: it is reaped at once rather than when its lease runs out.
+every run and job still `running` is an orphan of its previous life, whatever
+its lease says: it is reaped at once rather than when its lease runs out (and
+the queue's recovery delivers the jobs).
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from headwater.queue.base import ACTIVE_JOB_STATUSES
 from headwater.services.run_end import end_unattended_run
@@ -37,10 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 INTERRUPTED_ERROR = {"code": "interrupted", "message": "the process executing this run stopped before it ended"}
-
-
-def lease_until(runtime: "Runtime", now: datetime | None = None) -> datetime:
-    return (now or utcnow()) + timedelta(seconds=runtime.settings.run_lease_seconds)
 
 
 class LeaseKeeper:
@@ -73,12 +75,16 @@ class LeaseKeeper:
 
     async def renew(self) -> None:
         held = self.runtime.control.running_here()
-        if not held:
-            return
+        until = self.runtime.lease_until()
         async with self.runtime.sessionmaker() as db:
+            if held:
+                await db.execute(
+                    update(Run).where(Run.id.in_(held), Run.owner_id == self.runtime.owner_id)
+                    .values(lease_until=until)
+                )
             await db.execute(
-                update(Run).where(Run.id.in_(held), Run.owner_id == self.runtime.owner_id)
-                .values(lease_until=lease_until(self.runtime))
+                update(Job).where(Job.owner_id == self.runtime.owner_id, Job.status == "running")
+                .values(lease_until=until)
             )
             await db.commit()
 
@@ -103,24 +109,47 @@ class LeaseKeeper:
             if run_id in held:
                 continue
             if job_id is not None and job_status in ACTIVE_JOB_STATUSES:
-                reaped += await self._hand_on(run_id, job_id, now, startup=orphans_of_any_owner)
+                reaped += await self._hand_on(run_id, now, startup=orphans_of_any_owner)
             else:
                 reaped += await end_unattended_run(self.runtime, run_id, "failed", INTERRUPTED_ERROR,
                                                    only_from=("queued", "running"))
-        return reaped
+        return reaped + await self._reap_jobs(now, startup=orphans_of_any_owner)
 
-    async def _hand_on(self, run_id: str, job_id: str, now: datetime, *, startup: bool) -> int:
-        # Bump the lease first, so the other keepers leave this run to us for one lease.
+    async def _reap_jobs(self, now: datetime, *, startup: bool) -> int:
+        """Queue again the `running` jobs whose executor is gone; deliver them (but at start-up: recovery does)."""
+        expired = or_(Job.lease_until.is_(None), Job.lease_until < now)
+        mine = Job.owner_id == self.runtime.owner_id
+        # Our own expired jobs still run here (a renewal failed): only start-up takes them, being of a past life.
+        orphaned = or_(Job.owner_id.is_(None), Job.owner_id != self.runtime.owner_id) if startup \
+            else and_(expired, or_(Job.owner_id.is_(None), ~mine))
+        async with self.runtime.sessionmaker() as db:
+            job_ids = list(await db.scalars(select(Job.id).where(Job.status == "running", orphaned)))
+        requeued = 0
+        for job_id in job_ids:
+            async with self.runtime.sessionmaker() as db:
+                taken = await db.execute(
+                    update(Job).where(Job.id == job_id, Job.status == "running", orphaned)
+                    .values(status="queued", owner_id=None, lease_until=None)
+                )
+                await db.commit()
+            if taken.rowcount != 1:
+                continue  # another keeper, or the job ended meanwhile
+            requeued += 1
+            log.info("job %s lost its executor; queued again", job_id)
+            if not startup:
+                await self.runtime.jobs.redeliver(job_id)
+        return requeued
+
+    async def _hand_on(self, run_id: str, now: datetime, *, startup: bool) -> int:
+        """Show the run as waiting again; its job is delivered again by `_reap_jobs` (or recovery)."""
         async with self.runtime.sessionmaker() as db:
             claimed = await db.execute(
                 update(Run).where(Run.id == run_id, Run.status.in_(("queued", "running")),
                                   or_(Run.lease_until.is_(None), Run.lease_until < now) if not startup else True)
-                .values(status="queued", owner_id=None, lease_until=lease_until(self.runtime, now))
+                .values(status="queued", owner_id=None, lease_until=None)
             )
             await db.commit()
         if claimed.rowcount != 1:
             return 0
-        if not startup:  # at start-up the queue's own recovery delivers every unfinished job
-            await self.runtime.jobs.redeliver(job_id)
-        log.info("run %s lost its executor; handed to the job queue again", run_id)
+        log.info("run %s lost its executor; its job goes back to the queue", run_id)
         return 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +29,9 @@ from headwater.runtime import Runtime
 from headwater.services.apps import AppService, AppSnapshot
 from headwater.services.chat import ChatService, TurnRequest, TurnResult
 from headwater.services.chatflow_turn import start_chatflow_turn
-from headwater.store.models import App
+
+if TYPE_CHECKING:  # types only: dialects use the store through services
+    from headwater.store.models import App
 
 SERVED_KINDS: tuple[str, ...] = ("chatbot", "chatflow")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, date, datetime, time
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query
@@ -47,9 +47,11 @@ from headwater.services.apps import AppService, AppSnapshot
 from headwater.services.chat import TurnRequest
 from headwater.services.keys import Principal
 from headwater.services.sessions import SessionService
-from headwater.store.models import Message
 from headwater.runtime import Runtime
 from headwater.uploads import PreparedUploads, UploadItem, prepare_uploads
+
+if TYPE_CHECKING:  # types only: dialects use the store through services
+    from headwater.store.models import Message
 
 router = APIRouter(prefix="/api/v1", tags=["flowise"])
 

@@ -16,7 +16,7 @@ Indexing itself runs in the background; the documents' status is listed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -28,7 +28,9 @@ from headwater.errors import BadRequest, Forbidden, InvalidInput, UnsupportedMed
 from headwater.knowledge.fetch import fetch_url, file_name_from_url
 from headwater.services.apps import AppService, AppSnapshot
 from headwater.services.knowledge import MAX_DOCUMENT_BYTES, KnowledgeService, NewDocument
-from headwater.store.knowledge_models import KnowledgeBase
+
+if TYPE_CHECKING:  # types only: dialects use the store through services
+    from headwater.store.knowledge_models import KnowledgeBase
 
 router = APIRouter(prefix="/api/v1", tags=["flowise"])
 
