@@ -57,9 +57,9 @@ def bus(make_bus: Callable[[], EventBus]) -> EventBus:
 
 def make_events(first: int, last: int, *, finished: bool = False) -> list[Event]:
     """Events first..last, a token each; the last one is run_finished when `finished`."""
-    events = [Event(seq, ev.TOKEN, {"text": f"t{seq}", "nested": {"n": seq}}) for seq in range(first, last + 1)]
+    events = [Event(seq, ev.Token(node_id="llm", text=f"t{seq}")) for seq in range(first, last + 1)]
     if finished:
-        events[-1] = Event(last, ev.RUN_FINISHED, {"status": "succeeded"})
+        events[-1] = Event(last, ev.RunFinished(status="succeeded", outputs={}, usage={}, elapsed_ms=1, error=None))
     return events
 
 
@@ -72,15 +72,45 @@ async def drain(subscription, count: int, timeout: float = 2.0) -> list[Event]:
     return got
 
 
-def test_codec_round_trips_events() -> None:
-    event = Event(7, ev.NODE_FINISHED, {"outputs": {"text": "héllo", "n": [1, 2.5, None]}},
-                  datetime(2026, 12, 1, 11, 35, 56, 123456, tzinfo=UTC))
+EVERY_PAYLOAD = [
+    ev.RunStarted(run_id="r", app_id="a", session_id=None, kind="workflow", resumed=False, total_nodes=3),
+    ev.NodeStarted(node_id="n", node_type="llm", parent="loop", index=2),
+    ev.Token(node_id="n", text="héllo"),
+    ev.NodeFinished(node_id="n", node_type="llm", status="succeeded", outputs={"text": "héllo", "n": [1, 2.5, None]},
+                    elapsed_ms=12, usage=None, branch="true"),
+    ev.Citations(citations=[{"document": "d", "score": 0.5}], node_id="kb"),
+    ev.HumanInputRequired(node_id="ask", prompt="Which one?"),
+    ev.ErrorEvent(code="provider_error", message="upstream said no", node_id="n"),
+    ev.RunFinished(status="failed", outputs={}, usage={"total_tokens": 3}, elapsed_ms=40,
+                   error={"code": "provider_error", "message": "upstream said no"}, finish_reason="stop"),
+    ev.UnknownEvent("from_a_newer_version", {"anything": [1, {"x": None}]}),
+]
+
+
+@pytest.mark.parametrize("payload", EVERY_PAYLOAD, ids=lambda p: p.type)
+def test_codec_round_trips_every_event_type(payload: ev.EventPayload) -> None:
+    event = Event(7, payload, datetime(2026, 12, 1, 11, 35, 56, 123456, tzinfo=UTC))
     decoded = decode_event(encode_event(event))
     assert decoded == event
-    assert decoded.created_at.tzinfo is not None
-    other_zone = Event(1, ev.TOKEN, {}, datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))))
+    assert type(decoded.payload) is type(payload)
+    # The store's side of the codec: a row's (type, data) gives the same payload back.
+    assert ev.payload_from(event.type, event.data) == payload
+
+
+def test_codec_keeps_optional_fields_out_of_the_wire_form() -> None:
+    assert ev.Token(node_id="n", text="t").to_data() == {"node_id": "n", "text": "t"}
+    # Fields without a default are always written, even when None (CONTRACTS §3 shapes).
+    assert ev.NodeStarted(node_id="n", node_type="llm").to_data() == {"node_id": "n", "node_type": "llm"}
+    assert ev.RunFinished(status="succeeded", outputs={}, usage={}, elapsed_ms=1, error=None).to_data() == {
+        "status": "succeeded", "outputs": {}, "usage": {}, "elapsed_ms": 1, "error": None}
+    # A stored event missing an always-written field (an older row) still decodes.
+    assert ev.payload_from("node_finished", {"node_id": "n", "status": "succeeded"}).node_type is None
+
+
+def test_codec_normalises_created_at_to_utc() -> None:
+    other_zone = Event(1, ev.Token(node_id=None, text=""), datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2))))
     assert decode_event(encode_event(other_zone)).created_at == datetime(2026, 1, 1, 10, tzinfo=UTC)
-    naive = Event(1, ev.TOKEN, {}, datetime(2026, 1, 1, 12))
+    naive = Event(1, ev.Token(node_id=None, text=""), datetime(2026, 1, 1, 12))
     assert decode_event(encode_event(naive)).created_at == datetime(2026, 1, 1, 12, tzinfo=UTC)
 
 
@@ -101,7 +131,7 @@ async def test_subscribe_before_publish_gets_live_events(bus: EventBus, run_id: 
         got = await drain(subscription, 4)
         await publisher
     assert [e.seq for e in got] == [1, 2, 3, 4]
-    assert got[0].data == {"text": "t1", "nested": {"n": 1}}
+    assert got[0].payload == ev.Token(node_id="llm", text="t1")
 
 
 async def _publish_later(bus: EventBus, run_id: str, batches: list[list[Event]]) -> None:

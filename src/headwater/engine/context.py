@@ -87,10 +87,10 @@ class NodeContext:
     def token(self, text: str) -> None:
         if text and self.parent is None:
             self.run.streamed.append(text)
-            self.run.recorder.emit(ev.TOKEN, {"node_id": self.node_id, "text": text})
+            self.run.recorder.emit(ev.Token(node_id=self.node_id, text=text))
 
-    def emit(self, type_: str, data: dict[str, Any]) -> None:
-        self.run.recorder.emit(type_, data)
+    def emit(self, payload: ev.EventPayload) -> None:
+        self.run.recorder.emit(payload)
 
     def record_inputs(self, **inputs: Any) -> None:
         """What the node actually used (rendered prompts, URL...): shown in the run trace."""

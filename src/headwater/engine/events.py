@@ -1,15 +1,20 @@
 """Engine events (CONTRACTS §3): one typed stream per run that every dialect maps.
 
-Types: run_started, node_started, token, node_finished, citations,
-human_input_required, run_finished, error. `seq` increases by one per event
-within a run and doubles as the SSE event id.
+An `Event` is a run's `seq` (increasing by one per event within a run; it
+doubles as the SSE event id), when it happened, and a typed payload: one
+frozen dataclass per event type below. Dialects `match` on the payload types;
+the store and the bus keep the payload's `data` (its JSON object, the form
+CONTRACTS §3 gives) through the one codec at the end of this module.
+
+Payload fields without a default are always in `data`; the others only when
+set, so each type's JSON stays what it was before the payloads were typed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -24,15 +29,148 @@ HUMAN_INPUT_REQUIRED = "human_input_required"
 RUN_FINISHED = "run_finished"
 ERROR = "error"
 
+JSONObject = dict[str, Any]
+
+
+class EventPayload:
+    """What happened; subclasses are the event types, each a frozen keyword-only dataclass."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+    # (field name, always written) per subclass, filled by _payload below.
+    _WIRE_FIELDS: ClassVar[tuple[tuple[str, bool], ...]] = ()
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    def to_data(self) -> JSONObject:
+        return {name: value for name, always in self._WIRE_FIELDS
+                if (value := getattr(self, name)) is not None or always}
+
+
+_PAYLOAD_TYPES: dict[str, type[EventPayload]] = {}
+
+
+def _payload(cls: type) -> type:
+    """Make `cls` a frozen keyword-only dataclass and register it under its TYPE."""
+    cls = dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    cls._WIRE_FIELDS = tuple((f.name, f.default is MISSING and f.default_factory is MISSING) for f in fields(cls))
+    _PAYLOAD_TYPES[cls.TYPE] = cls
+    return cls
+
+
+@_payload
+class RunStarted(EventPayload):
+    TYPE: ClassVar[str] = RUN_STARTED
+    run_id: str
+    app_id: str | None
+    session_id: str | None
+    message_id: str | None = None  # a chatbot turn: the id its answer gets
+    kind: str | None = None  # a graph run: chatflow or workflow
+    resumed: bool | None = None  # a graph run continuing after a pause or an interruption
+    total_nodes: int | None = None
+
+
+@_payload
+class NodeStarted(EventPayload):
+    TYPE: ClassVar[str] = NODE_STARTED
+    node_id: str
+    node_type: str
+    model: str | None = None
+    parent: str | None = None  # inside an iteration: the iteration node and the item's index
+    index: int | None = None
+
+
+@_payload
+class Token(EventPayload):
+    TYPE: ClassVar[str] = TOKEN
+    node_id: str | None
+    text: str
+
+
+@_payload
+class NodeFinished(EventPayload):
+    TYPE: ClassVar[str] = NODE_FINISHED
+    node_id: str
+    node_type: str
+    status: str  # succeeded | failed | cancelled
+    outputs: Any
+    elapsed_ms: int
+    usage: JSONObject | None
+    inputs: JSONObject | None = None
+    error: JSONObject | None = None
+    branch: str | None = None  # a condition node: the branch taken
+    parent: str | None = None
+    index: int | None = None
+
+
+@_payload
+class Citations(EventPayload):
+    TYPE: ClassVar[str] = CITATIONS
+    citations: list[JSONObject]
+    node_id: str | None = None
+
+
+@_payload
+class HumanInputRequired(EventPayload):
+    TYPE: ClassVar[str] = HUMAN_INPUT_REQUIRED
+    node_id: str
+    prompt: str
+
+
+@_payload
+class RunFinished(EventPayload):
+    TYPE: ClassVar[str] = RUN_FINISHED
+    status: str  # succeeded | failed | cancelled
+    outputs: Any
+    usage: JSONObject
+    elapsed_ms: int
+    error: JSONObject | None
+    finish_reason: str | None = None  # a chatbot turn: why the model stopped
+
+
+@_payload
+class ErrorEvent(EventPayload):
+    TYPE: ClassVar[str] = ERROR
+    code: str
+    message: str
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownEvent(EventPayload):
+    """A stored event of a type this version does not know: kept as it was, shown by no dialect."""
+
+    event_type: str
+    raw: JSONObject
+
+    @property
+    def type(self) -> str:
+        return self.event_type
+
+    def to_data(self) -> JSONObject:
+        return self.raw
+
+
+TERMINAL_PAYLOADS = (RunFinished,)
+
 
 @dataclass(slots=True)
 class Event:
     seq: int
-    type: str
-    data: dict[str, Any]
+    payload: EventPayload
     created_at: datetime = field(default_factory=utcnow)
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def type(self) -> str:
+        return self.payload.type
+
+    @property
+    def data(self) -> JSONObject:
+        return self.payload.to_data()
+
+    def as_dict(self) -> JSONObject:
         return {"seq": self.seq, "type": self.type, "data": self.data, "created_at": self.created_at.isoformat()}
 
 
@@ -44,9 +182,9 @@ class EventLog:
         self._seq = start_seq
         self._unsaved: list[Event] = []
 
-    def emit(self, type_: str, data: dict[str, Any]) -> Event:
+    def emit(self, payload: EventPayload) -> Event:
         self._seq += 1
-        event = Event(self._seq, type_, data)
+        event = Event(self._seq, payload)
         self._unsaved.append(event)
         return event
 
@@ -63,6 +201,21 @@ class EventLog:
         return self._seq
 
 
+# -- the codec: the one way events become JSON (store rows, bus messages) and back ------------
+
+def payload_from(type_: str, data: JSONObject) -> EventPayload:
+    """The typed payload of a stored event; unknown keys are dropped, a missing always-field reads None."""
+    cls = _PAYLOAD_TYPES.get(type_)
+    if cls is None:
+        return UnknownEvent(type_, data)
+    return cls(**{name: data.get(name) for name, always in cls._WIRE_FIELDS if always or name in data})
+
+
+def stored_event(seq: int, type_: str, data: JSONObject, created_at: datetime) -> Event:
+    """An event as read back from a store row."""
+    return Event(seq, payload_from(type_, data), created_at)
+
+
 def encode_event(event: Event) -> bytes:
     """The bus's wire form of an event: its `as_dict()` as JSON (data is JSON already, as in the store)."""
     return orjson.dumps(event.as_dict())
@@ -70,8 +223,8 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(raw: bytes) -> Event:
     """The inverse of `encode_event`; created_at comes back tz-aware (UTC when it was written naive)."""
-    fields = orjson.loads(raw)
-    created_at = datetime.fromisoformat(fields["created_at"])
+    fields_ = orjson.loads(raw)
+    created_at = datetime.fromisoformat(fields_["created_at"])
     if created_at.tzinfo is None:
         created_at = created_at.replace(tzinfo=UTC)
-    return Event(fields["seq"], fields["type"], fields["data"], created_at)
+    return stored_event(fields_["seq"], fields_["type"], fields_["data"], created_at)

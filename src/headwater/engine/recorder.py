@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from headwater.engine.events import Event, EventLog
+from headwater.engine.events import Event, EventLog, EventPayload
 from headwater.engine.execution import END_OF_STREAM
 from headwater.services.runs import save_events
 
@@ -49,8 +49,8 @@ class RunRecorder:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_batches(), name=f"run-writer:{self.run_id}")
 
-    def emit(self, type_: str, data: dict[str, Any], *, deliver: bool = True) -> Event:
-        event = self.log.emit(type_, data)
+    def emit(self, payload: EventPayload, *, deliver: bool = True) -> Event:
+        event = self.log.emit(payload)
         if deliver and self.sink is not None:
             self.sink.put_nowait(event)
         self._pending.set()

@@ -154,10 +154,11 @@ class GraphScheduler:
     # -- one node ----------------------------------------------------------------------------
 
     def _identity(self, nid: str) -> dict[str, Any]:
-        data: dict[str, Any] = {"node_id": nid, "node_type": self.graph.nodes[nid].type_name}
+        """The fields naming one node execution in its events (inside an iteration: the item too)."""
+        identity: dict[str, Any] = {"node_id": nid, "node_type": self.graph.nodes[nid].type_name}
         if self.parent is not None:
-            data["parent"], data["index"] = self.parent
-        return data
+            identity["parent"], identity["index"] = self.parent
+        return identity
 
     async def _run_node(self, nid: str) -> NodeResult:
         node = self.graph.nodes[nid]
@@ -166,35 +167,35 @@ class GraphScheduler:
         ctx = NodeContext(self.run, nid, node.type_name, self.vars, self.graph, self.parent)
         resuming = nid in self.known  # a waiting human_input: its node_started is already recorded
         if not resuming:
-            recorder.emit(ev.NODE_STARTED, identity)
+            recorder.emit(ev.NodeStarted(**identity))
         started = time.perf_counter()
         timeout = self.graph.timeouts.get(nid) or self.run.settings.flow_node_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
                 result = await node.run(ctx)
         except asyncio.CancelledError:
-            recorder.emit(ev.NODE_FINISHED, {
-                **identity, "status": "cancelled", "outputs": ctx.partial, "inputs": ctx.inputs,
-                "elapsed_ms": _ms_since(started), "usage": None,
-            })
+            recorder.emit(ev.NodeFinished(
+                **identity, status="cancelled", outputs=ctx.partial, inputs=ctx.inputs,
+                elapsed_ms=_ms_since(started), usage=None,
+            ))
             raise
         except Exception as exc:  # every failure is recorded, then fails the run
             code, message, status = describe_failure(exc, timeout)
             if code == "internal_error":
                 log.exception("node %s (%s) of run %s crashed", nid, node.type_name, self.run.run_id)
             error = {"code": code, "message": message, "node_id": nid, "status": status}
-            recorder.emit(ev.NODE_FINISHED, {
-                **identity, "status": "failed", "outputs": ctx.partial, "inputs": ctx.inputs,
-                "elapsed_ms": _ms_since(started), "usage": None, "error": error,
-            })
+            recorder.emit(ev.NodeFinished(
+                **identity, status="failed", outputs=ctx.partial, inputs=ctx.inputs,
+                elapsed_ms=_ms_since(started), usage=None, error=error,
+            ))
             raise NodeError(error) from None
         if result.pause_prompt is not None:
             return result
-        recorder.emit(ev.NODE_FINISHED, {
-            **identity, "status": "succeeded", "outputs": result.outputs, "inputs": ctx.inputs,
-            "elapsed_ms": _ms_since(started), "usage": result.usage.as_dict() if result.usage else None,
-            "branch": result.branch,
-        })
+        recorder.emit(ev.NodeFinished(
+            **identity, status="succeeded", outputs=result.outputs, inputs=ctx.inputs,
+            elapsed_ms=_ms_since(started), usage=result.usage.as_dict() if result.usage else None,
+            branch=result.branch,
+        ))
         if node.effectful and self.parent is None:
             await recorder.durable()  # a restart must find this node finished, not redo it
         return result

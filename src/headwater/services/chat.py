@@ -41,6 +41,7 @@ from headwater.runtime import Runtime
 from headwater.services.apps import AppSnapshot
 from headwater.services.chatbot_config import ChatbotConfig
 from headwater.services.sessions import check_session_app
+from headwater.services.runs import event_rows
 from headwater.store.db import insert_ignoring_duplicates
 from headwater.store.models import AppVersion, ChatSession, Message, Run, RunEvent, new_id, utcnow
 
@@ -154,9 +155,7 @@ class ChatTurn:
         self.started_at = run.started_at
         self.log = EventLog(run.id)
         self.first = self.log.emit(
-            ev.RUN_STARTED,
-            {"run_id": run.id, "app_id": run.app_id, "session_id": session.id, "message_id": self.message_id},
-        )
+            ev.RunStarted(run_id=run.id, app_id=run.app_id, session_id=session.id, message_id=self.message_id))
         self._finished = False
         self._writer = _TurnWriter.of(runtime)
         self._start = start
@@ -208,10 +207,11 @@ class ChatTurn:
             async with self.runtime.control.register(self.run_id, asyncio.current_task(), foreground=True):  # type: ignore[arg-type]
                 async with aclosing(self._generate(streamed)) as events:
                     async for event in events:
-                        if event.type == ev.TOKEN:
-                            parts.append(event.data["text"])
-                        elif event.type == ev.RUN_FINISHED:
-                            final = event
+                        match event.payload:
+                            case ev.Token(text=text):
+                                parts.append(text)
+                            case ev.RunFinished():
+                                final = event
                         if sink is not None:
                             sink.put_nowait(event)
                         emitted.append(event)
@@ -238,8 +238,8 @@ class ChatTurn:
     async def _generate(self, streamed: bool) -> AsyncIterator[Event]:
         yield self.first
         if self.citations:  # before any token, so streaming dialects can send sources first
-            yield self.log.emit(ev.CITATIONS, {"citations": self.citations})
-        yield self.log.emit(ev.NODE_STARTED, {"node_id": LLM_NODE_ID, "node_type": "llm", "model": self.config.model})
+            yield self.log.emit(ev.Citations(citations=self.citations))
+        yield self.log.emit(ev.NodeStarted(node_id=LLM_NODE_ID, node_type="llm", model=self.config.model))
         parts: list[str] = []
         usage = Usage()
         finish_reason = "stop"
@@ -249,7 +249,7 @@ class ChatTurn:
             async for delta in deltas:
                 if delta.text:
                     parts.append(delta.text)
-                    yield self.log.emit(ev.TOKEN, {"node_id": LLM_NODE_ID, "text": delta.text})
+                    yield self.log.emit(ev.Token(node_id=LLM_NODE_ID, text=delta.text))
                 if delta.usage is not None:
                     usage = delta.usage
                 if delta.finish_reason:
@@ -274,13 +274,12 @@ class ChatTurn:
             status, error = "failed", {"code": "internal_error", "message": "internal error"}
         text = "".join(parts)
         node_status = "succeeded" if status == "succeeded" else "failed"
-        yield self.log.emit(
-            ev.NODE_FINISHED,
-            {"node_id": LLM_NODE_ID, "status": node_status, "outputs": {"text": text},
-             "elapsed_ms": self._elapsed_ms(), "usage": usage.as_dict()},
-        )
+        yield self.log.emit(ev.NodeFinished(
+            node_id=LLM_NODE_ID, node_type="llm", status=node_status, outputs={"text": text},
+            elapsed_ms=self._elapsed_ms(), usage=usage.as_dict(),
+        ))
         if error is not None:
-            yield self.log.emit(ev.ERROR, {"code": error["code"], "message": error["message"]})
+            yield self.log.emit(ev.ErrorEvent(code=error["code"], message=error["message"]))
         final = await self._finish_shielded(status, text, usage, finish_reason, error)
         yield final
 
@@ -288,11 +287,11 @@ class ChatTurn:
         """The whole turn for a caller that does not stream (the provider may answer in one piece)."""
         # Awaited directly, so a disconnecting client's cancellation reaches the turn's own task.
         final, text = await asyncio.ensure_future(self._execute(None, streamed=False))
-        data = final.data
+        finished: ev.RunFinished = final.payload  # type: ignore[assignment]  # _execute ends with it
         return TurnResult(
             run_id=self.run_id, session_id=self.session_id, message_id=self.message_id,
-            status=data["status"], text=text, usage=_usage_from(data["usage"]),
-            finish_reason=data.get("finish_reason", "stop"), elapsed_ms=data["elapsed_ms"], error=data.get("error"),
+            status=finished.status, text=text, usage=_usage_from(finished.usage),
+            finish_reason=finished.finish_reason or "stop", elapsed_ms=finished.elapsed_ms, error=finished.error,
             citations=self.citations,
         )
 
@@ -315,11 +314,10 @@ class ChatTurn:
         outputs = {"text": text, "finish_reason": finish_reason}
         if status == "cancelled":
             outputs["partial"] = True
-        final = self.log.emit(
-            ev.RUN_FINISHED,
-            {"status": status, "outputs": outputs, "usage": usage.as_dict(), "elapsed_ms": elapsed_ms,
-             "finish_reason": finish_reason, "error": error},
-        )
+        final = self.log.emit(ev.RunFinished(
+            status=status, outputs=outputs, usage=usage.as_dict(), elapsed_ms=elapsed_ms,
+            finish_reason=finish_reason, error=error,
+        ))
         now = utcnow()
         outcome = _Outcome(
             run={"b_id": self.run_id, "status": status, "outputs": outputs, "usage": usage.as_dict(), "error": error,
@@ -327,8 +325,7 @@ class ChatTurn:
             session={"b_workspace_id": self.request.workspace_id, "b_id": self.session_id, "updated_at": now},
             # A failed turn leaves no half-written exchange in the history.
             messages=self._message_rows(text, usage, status, now) if status in ("succeeded", "cancelled") else [],
-            events=[{"run_id": self.run_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
-                    for e in self.log.take_unsaved()],
+            events=event_rows(self.run_id, self.log.take_unsaved()),
         )
         if self._start_written is None:
             # A quick turn: its start and outcome share one transaction, and marking the start

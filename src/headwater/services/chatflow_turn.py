@@ -114,20 +114,20 @@ class ChatflowTurn:
         replied = asked = False
         async with aclosing(self.execution.events()) as events:
             async for event in events:
-                if event.type == ev.CITATIONS:
-                    self.citations.extend(event.data.get("citations") or [])
+                if isinstance(event.payload, ev.Citations):
+                    self.citations.extend(event.payload.citations or [])
                 yield event
-                if event.type == ev.TOKEN:
-                    replied = True
-                elif event.type == ev.HUMAN_INPUT_REQUIRED and not asked:
-                    asked = True  # a parallel branch's question comes once this one is answered
-                    prompt = str(event.data.get("prompt") or "")
-                    yield Event(event.seq, ev.TOKEN, {"node_id": event.data.get("node_id"),
-                                                      "text": PAUSE_SEPARATOR + prompt if replied else prompt},
-                                event.created_at)
+                match event.payload:
+                    case ev.Token():
+                        replied = True
+                    case ev.HumanInputRequired(node_id=node_id, prompt=prompt) if not asked:
+                        asked = True  # a parallel branch's question comes once this one is answered
+                        prompt = str(prompt or "")
+                        text = PAUSE_SEPARATOR + prompt if replied else prompt
+                        yield Event(event.seq, ev.Token(node_id=node_id, text=text), event.created_at)
 
     async def collect(self) -> TurnResult:
-        parts = [event.data["text"] async for event in self.events() if event.type == ev.TOKEN]
+        parts = [event.payload.text async for event in self.events() if isinstance(event.payload, ev.Token)]
         result = self.execution.result or await self.execution.service.result(self.run_id)
         usage = result.usage or {}
         return TurnResult(

@@ -295,10 +295,10 @@ class FlowService:
                                   started: float) -> FlowResult:
         run, state_row, graph, recorder = loaded.run, loaded.state, loaded.graph, state.recorder
         run_id = run.id
-        recorder.emit(ev.RUN_STARTED, {
-            "run_id": run_id, "app_id": run.app_id, "session_id": run.session_id, "kind": state_row.kind,
-            "resumed": loaded.last_seq > 0, "total_nodes": len(graph.nodes),
-        })
+        recorder.emit(ev.RunStarted(
+            run_id=run_id, app_id=run.app_id, session_id=run.session_id, kind=state_row.kind,
+            resumed=loaded.last_seq > 0, total_nodes=len(graph.nodes),
+        ))
         if run.status != "running" or run.started_at is None:  # queued until now
             await recorder.durable(also=_mark_running(run_id))
         paused: list[tuple[str, str]] = []
@@ -334,16 +334,16 @@ class FlowService:
         final: list[Event] = []
         if status == "waiting":
             waiting = [{"node_id": nid, "prompt": prompt} for nid, prompt in paused]
-            for item in waiting:
-                final.append(recorder.emit(ev.HUMAN_INPUT_REQUIRED, item, deliver=False))
+            for nid, prompt in paused:
+                final.append(recorder.emit(ev.HumanInputRequired(node_id=nid, prompt=prompt), deliver=False))
         else:
             waiting = []
             if error is not None:
-                described = {k: error[k] for k in ("code", "message", "node_id") if k in error}
-                final.append(recorder.emit(ev.ERROR, described, deliver=False))
-            final.append(recorder.emit(ev.RUN_FINISHED, {
-                "status": status, "outputs": outputs, "usage": usage, "elapsed_ms": elapsed_ms, "error": error,
-            }, deliver=False))
+                described = ev.ErrorEvent(code=error["code"], message=error["message"], node_id=error.get("node_id"))
+                final.append(recorder.emit(described, deliver=False))
+            final.append(recorder.emit(ev.RunFinished(
+                status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error,
+            ), deliver=False))
         now = utcnow()
 
         async def write(db: AsyncSession) -> None:
@@ -480,14 +480,13 @@ def replay_outcomes(rows) -> dict[str, NodeOutcome]:
     """From persisted events: which top-level nodes finished (with outputs) or wait for input."""
     known: dict[str, NodeOutcome] = {}
     for type_, data in rows:
-        if data.get("parent") is not None:
-            continue
-        node_id = data.get("node_id")
-        if type_ == ev.HUMAN_INPUT_REQUIRED:
-            if node_id not in known or known[node_id].status != "succeeded":
-                known[node_id] = NodeOutcome("waiting")
-        elif data.get("status") == "succeeded":
-            known[node_id] = NodeOutcome("succeeded", data.get("outputs") or {}, data.get("branch"), data.get("usage"))
+        match ev.payload_from(type_, data):
+            case ev.HumanInputRequired(node_id=node_id):
+                if node_id not in known or known[node_id].status != "succeeded":
+                    known[node_id] = NodeOutcome("waiting")
+            case ev.NodeFinished(parent=None, status="succeeded") as finished:
+                known[finished.node_id] = NodeOutcome("succeeded", finished.outputs or {}, finished.branch,
+                                                      finished.usage)
     return known
 
 

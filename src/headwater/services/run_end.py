@@ -33,9 +33,9 @@ async def end_unattended_run(runtime: "Runtime", run_id: str, status: str,
         log = EventLog(run_id, max(stored_seq, await runtime.bus.last_seq(run_id)))
         outputs = {**(run.outputs or {}), "partial": True} if status == "cancelled" else (run.outputs or {})
         if error is not None:
-            log.emit(ev.ERROR, {"code": error["code"], "message": error["message"]})
-        log.emit(ev.RUN_FINISHED, {"status": status, "outputs": outputs, "usage": run.usage or {},
-                                   "elapsed_ms": run.elapsed_ms or 0, "error": error})
+            log.emit(ev.ErrorEvent(code=error["code"], message=error["message"]))
+        log.emit(ev.RunFinished(status=status, outputs=outputs, usage=run.usage or {},
+                                elapsed_ms=run.elapsed_ms or 0, error=error))
         result = await db.execute(
             update(Run).where(Run.id == run_id, Run.status.in_(only_from))
             .values(status=status, outputs=outputs, error=error, finished_at=utcnow(), owner_id=None)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from headwater.engine.bus import follow_run
-from headwater.engine.events import Event
+from headwater.engine.events import Event, stored_event
 from headwater.engine.graph import compile_for_run
 from headwater.services.run_trace import node_trace
 from headwater.services.runs import TERMINAL_STATUSES, RunService
@@ -69,7 +69,7 @@ async def follow(runtime: "Runtime", workspace_id: str, run_id: str, after_seq: 
                 select(RunEvent.seq, RunEvent.type, RunEvent.data, RunEvent.created_at)
                 .where(RunEvent.run_id == run_id, RunEvent.seq > seq).order_by(RunEvent.seq)
             )
-            return [Event(*row) for row in rows]
+            return [stored_event(*row) for row in rows]
 
     async def has_ended() -> bool:
         async with runtime.sessionmaker() as db:

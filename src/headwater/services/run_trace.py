@@ -24,27 +24,30 @@ async def node_trace(db: AsyncSession, run_id: str) -> list[dict[str, Any]]:
     )
     entries: dict[tuple, dict[str, Any]] = {}
     for type_, data, created_at in rows:
-        key = (data.get("node_id"), data.get("parent"), data.get("index"))
+        payload = ev.payload_from(type_, data)
+        # A human_input_required event names no iteration item: pauses happen at the top level only.
+        key = (payload.node_id, getattr(payload, "parent", None), getattr(payload, "index", None))
         entry = entries.get(key)
-        if entry is None or (type_ == ev.NODE_STARTED and entry["status"] != "waiting"):
+        if entry is None or (isinstance(payload, ev.NodeStarted) and entry["status"] != "waiting"):
             entry = entries[key] = {
-                "node_id": data.get("node_id"), "node_type": data.get("node_type"), "status": "running",
+                "node_id": payload.node_id, "node_type": getattr(payload, "node_type", None), "status": "running",
                 "started_at": created_at, "finished_at": None, "elapsed_ms": None,
                 "inputs": {}, "outputs": {}, "usage": None, "error": None,
             }
-            if data.get("parent") is not None:
-                entry["parent"], entry["index"] = data["parent"], data.get("index")
-        if type_ == ev.HUMAN_INPUT_REQUIRED:
-            entry["status"] = "waiting"
-            entry["inputs"] = {"prompt": data.get("prompt")}
-        elif type_ == ev.NODE_FINISHED:
-            entry.update(
-                status=data.get("status"), finished_at=created_at, elapsed_ms=data.get("elapsed_ms"),
-                inputs=data.get("inputs") or {}, outputs=data.get("outputs") or {}, usage=data.get("usage"),
-                error=data.get("error"),
-            )
-            if data.get("branch") is not None:
-                entry["branch"] = data["branch"]
+            if key[1] is not None:
+                entry["parent"], entry["index"] = key[1], key[2]
+        match payload:
+            case ev.HumanInputRequired(prompt=prompt):
+                entry["status"] = "waiting"
+                entry["inputs"] = {"prompt": prompt}
+            case ev.NodeFinished():
+                entry.update(
+                    status=payload.status, finished_at=created_at, elapsed_ms=payload.elapsed_ms,
+                    inputs=payload.inputs or {}, outputs=payload.outputs or {}, usage=payload.usage,
+                    error=payload.error,
+                )
+                if payload.branch is not None:
+                    entry["branch"] = payload.branch
     return list(entries.values())
 
 

@@ -15,16 +15,16 @@ TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 LIVE_STATUSES = ("queued", "running", "waiting")
 
 
+def event_rows(run_id: str, events: list[Event]) -> list[dict[str, Any]]:
+    """The `run_events` rows of a batch of a run's events (the store's side of the event codec)."""
+    return [{"run_id": run_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
+            for e in events]
+
+
 async def save_events(db: AsyncSession, run_id: str, events: list[Event]) -> None:
     """One multi-row INSERT for a batch: token streams produce many small events."""
     if events:
-        await db.execute(
-            insert(RunEvent),
-            [
-                {"run_id": run_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
-                for e in events
-            ],
-        )
+        await db.execute(insert(RunEvent), event_rows(run_id, events))
 
 
 class RunService:

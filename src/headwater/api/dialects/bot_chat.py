@@ -99,14 +99,15 @@ async def reply_parts(turn: DialectTurn) -> AsyncIterator[ReplyPart]:
         async for event in events:
             if failed:
                 continue  # the rest (run_finished) only records the failure
-            if event.type == ev.TOKEN:
-                yield ReplyPart("token", event.data["text"])
-            elif event.type == ev.ERROR:
-                failed = True
-                yield ReplyPart("error", event.data["message"])
-            elif event.type == ev.RUN_FINISHED and event.data.get("status") == "cancelled":
-                failed = True  # cancelled elsewhere (DELETE /v1/runs/{id}): no error event precedes it
-                yield ReplyPart("error", "the run was cancelled")
+            match event.payload:
+                case ev.Token(text=text):
+                    yield ReplyPart("token", text)
+                case ev.ErrorEvent(message=message):
+                    failed = True
+                    yield ReplyPart("error", message)
+                case ev.RunFinished(status="cancelled"):
+                    failed = True  # cancelled elsewhere (DELETE /v1/runs/{id}): no error event precedes it
+                    yield ReplyPart("error", "the run was cancelled")
     if not failed:
         yield ReplyPart("done")
 

@@ -164,22 +164,22 @@ async def _stream_chunks(turn, completion_id: str, created: int, model: str, inc
     failed = False
     async with aclosing(turn.events()) as events:
         async for event in events:
-            if event.type == ev.RUN_STARTED:  # the run is in the store now: a client may look it up by this id
-                yield chunk({"role": "assistant", "content": ""})
-            elif event.type == ev.TOKEN:
-                yield chunk({"content": event.data["text"]})
-            elif event.type == ev.ERROR:
-                # The openai SDK raises APIError on a chunk carrying "error": never a silent truncation.
-                failed = True
-                error = {"message": event.data["message"], "type": event.data["code"]}
-                yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
-            elif event.type == ev.RUN_FINISHED and not failed:
-                yield chunk({}, _finish_reason(event.data.get("finish_reason")))
-                if include_usage:
-                    yield b"data: " + orjson.dumps({
-                        "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "choices": [], "usage": event.data["usage"], "conversation_id": turn.session_id,
-                    }) + b"\n\n"
+            match event.payload:
+                case ev.RunStarted():  # the run is in the store now: a client may look it up by this id
+                    yield chunk({"role": "assistant", "content": ""})
+                case ev.Token(text=text):
+                    yield chunk({"content": text})
+                case ev.ErrorEvent(code=code, message=message):
+                    # The openai SDK raises APIError on a chunk carrying "error": never a silent truncation.
+                    failed = True
+                    yield b"data: " + orjson.dumps({"error": {"message": message, "type": code}}) + b"\n\n"
+                case ev.RunFinished(finish_reason=reason, usage=usage) if not failed:
+                    yield chunk({}, _finish_reason(reason))
+                    if include_usage:
+                        yield b"data: " + orjson.dumps({
+                            "id": completion_id, "object": "chat.completion.chunk", "created": created,
+                            "model": model, "choices": [], "usage": usage, "conversation_id": turn.session_id,
+                        }) + b"\n\n"
     if not failed:
         yield b"data: [DONE]\n\n"
 

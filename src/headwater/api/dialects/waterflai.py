@@ -103,40 +103,39 @@ def _now() -> str:
 
 def waterflai_event(event: Event, kind: str) -> dict[str, Any] | None:
     """One engine event as a Waterflai stream object (None: not shown in this dialect)."""
-    data = event.data
     base = {"timestamp": _now()}
-    if event.type == ev.RUN_STARTED:
-        return {"type": "execution_started", "execution_id": data.get("run_id"), **base}
-    if event.type == ev.NODE_STARTED:
-        return {"type": "node_started", **_node_fields(data), **base}
-    if event.type == ev.NODE_FINISHED:
-        return {"type": "node_completed", **_node_fields(data), "status": data.get("status"),
-                "outputs": data.get("outputs"), "elapsed_ms": data.get("elapsed_ms"), **base}
-    if event.type == ev.TOKEN:
-        return {"type": "token", "content": data.get("text", ""), "node_id": data.get("node_id"), **base}
-    if event.type == ev.CITATIONS:
-        return {"type": "citations", "citations": data.get("citations", []), **base}
-    if event.type == ev.HUMAN_INPUT_REQUIRED:
-        return {"type": "human_input_required", "node_id": data.get("node_id"), "prompt": data.get("prompt"), **base}
-    if event.type == ev.ERROR:
-        return {"type": "error", "message": data.get("message"), "code": data.get("code"), **base}
-    if event.type == ev.RUN_FINISHED:
-        status = data.get("status")
-        if status == "failed":
+    match event.payload:
+        case ev.RunStarted(run_id=run_id):
+            return {"type": "execution_started", "execution_id": run_id, **base}
+        case ev.NodeStarted() as started:
+            return {"type": "node_started", **_node_fields(started), **base}
+        case ev.NodeFinished() as finished:
+            return {"type": "node_completed", **_node_fields(finished), "status": finished.status,
+                    "outputs": finished.outputs, "elapsed_ms": finished.elapsed_ms, **base}
+        case ev.Token(node_id=node_id, text=text):
+            return {"type": "token", "content": text, "node_id": node_id, **base}
+        case ev.Citations(citations=citations):
+            return {"type": "citations", "citations": citations, **base}
+        case ev.HumanInputRequired(node_id=node_id, prompt=prompt):
+            return {"type": "human_input_required", "node_id": node_id, "prompt": prompt, **base}
+        case ev.ErrorEvent(code=code, message=message):
+            return {"type": "error", "message": message, "code": code, **base}
+        case ev.RunFinished(status="failed"):
             return None  # the `error` object before it said what went wrong
-        if status == "cancelled":
+        case ev.RunFinished(status="cancelled"):
             return {"type": "error", "message": "execution was cancelled", "code": "cancelled", **base}
-        outputs = data.get("outputs") or {}
-        output = outputs.get("text", "") if kind == "chatflow" else outputs
-        return {"type": "execution_completed", "status": "completed", "output": output,
-                "usage": data.get("usage"), "elapsed_ms": data.get("elapsed_ms"), **base}
+        case ev.RunFinished() as finished:
+            outputs = finished.outputs or {}
+            output = outputs.get("text", "") if kind == "chatflow" else outputs
+            return {"type": "execution_completed", "status": "completed", "output": output,
+                    "usage": finished.usage, "elapsed_ms": finished.elapsed_ms, **base}
     return None
 
 
-def _node_fields(data: dict[str, Any]) -> dict[str, Any]:
-    fields = {"node_id": data.get("node_id"), "node_type": data.get("node_type")}
-    if data.get("parent") is not None:
-        fields["parent"], fields["index"] = data["parent"], data.get("index")
+def _node_fields(node: ev.NodeStarted | ev.NodeFinished) -> dict[str, Any]:
+    fields: dict[str, Any] = {"node_id": node.node_id, "node_type": node.node_type}
+    if node.parent is not None:
+        fields["parent"], fields["index"] = node.parent, node.index
     return fields
 
 

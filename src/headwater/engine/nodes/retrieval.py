@@ -59,5 +59,5 @@ class RetrievalNode(Node):
         citations = plain(result.citations)
         if citations and ctx.parent is None:
             ctx.run.citations.extend(citations)
-            ctx.emit(ev.CITATIONS, {"node_id": self.id, "citations": citations})
+            ctx.emit(ev.Citations(node_id=self.id, citations=citations))
         return NodeResult(outputs={"text": result.text, "chunks": plain(result.chunks), "citations": citations})
