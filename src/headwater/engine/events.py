@@ -8,6 +8,11 @@ CONTRACTS §3 gives) through the one codec at the end of this module.
 
 Payload fields without a default are always in `data`; the others only when
 set, so each type's JSON stays what it was before the payloads were typed.
+
+Beyond CONTRACTS §3, an `agent` node reports its work: `agent_thought`,
+`tool_call` (arguments, result or error, elapsed ms), `model_call` (tokens),
+`agent_plan`, `agent_step` (progress through the plan) and, when it pauses for
+a human, `agent_checkpoint` (what it needs to go on where it stopped).
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ CITATIONS = "citations"
 HUMAN_INPUT_REQUIRED = "human_input_required"
 RUN_FINISHED = "run_finished"
 ERROR = "error"
+AGENT_THOUGHT = "agent_thought"
+TOOL_CALL = "tool_call"
+MODEL_CALL = "model_call"
+AGENT_PLAN = "agent_plan"
+AGENT_STEP = "agent_step"
+AGENT_CHECKPOINT = "agent_checkpoint"
 
 JSONObject = dict[str, Any]
 
@@ -136,6 +147,78 @@ class ErrorEvent(EventPayload):
     code: str
     message: str
     node_id: str | None = None
+
+
+# -- an agent node's work (engine/nodes/agent.py) --------------------------------------------
+
+
+@_payload
+class AgentThought(EventPayload):
+    """What the model said it is doing before it used tools."""
+
+    TYPE: ClassVar[str] = AGENT_THOUGHT
+    node_id: str
+    step: int
+    text: str
+
+
+@_payload
+class ToolCalled(EventPayload):
+    """One tool call, once it is over: `result` when it worked, `error` when not (`cancelled` on a stop)."""
+
+    TYPE: ClassVar[str] = TOOL_CALL
+    node_id: str
+    step: int
+    call_id: str
+    tool: str
+    arguments: Any
+    elapsed_ms: int
+    result: str | None = None
+    error: str | None = None
+
+
+@_payload
+class ModelCalled(EventPayload):
+    """One model call of an agent: its tokens and time, and how many tools it asked for."""
+
+    TYPE: ClassVar[str] = MODEL_CALL
+    node_id: str
+    step: int
+    model: str
+    usage: JSONObject
+    elapsed_ms: int
+    finish_reason: str | None = None
+    tool_calls: int = 0
+
+
+@_payload
+class AgentPlan(EventPayload):
+    """The steps an `actionplan` agent will carry out, in order."""
+
+    TYPE: ClassVar[str] = AGENT_PLAN
+    node_id: str
+    steps: list[str]
+
+
+@_payload
+class AgentStep(EventPayload):
+    """Progress through the plan: step `index` (1-based) of `total` is `running` or `done`."""
+
+    TYPE: ClassVar[str] = AGENT_STEP
+    node_id: str
+    index: int
+    total: int
+    title: str
+    status: str
+
+
+@_payload
+class AgentCheckpoint(EventPayload):
+    """Everything an agent paused for human input needs to go on where it stopped (its conversation)."""
+
+    TYPE: ClassVar[str] = AGENT_CHECKPOINT
+    node_id: str
+    state: JSONObject
 
 
 @dataclass(frozen=True, slots=True)
