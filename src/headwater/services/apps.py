@@ -12,12 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.errors import Conflict, InvalidInput, NotFound
+from headwater.services.agent_config import AgentAppConfig
 from headwater.services.chatbot_config import ChatbotConfig
 from headwater.store.config_cache import cache_of
 from headwater.store.models import App, AppVersion, ChatSession, Message, utcnow
 
 APP_KINDS = ("chatbot", "chatflow", "workflow", "agent")
 GRAPH_KINDS = ("chatflow", "workflow")
+# Kinds that FlowService runs: those with a graph, and agents (the graph their config implies).
+FLOW_KINDS = GRAPH_KINDS + ("agent",)
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
@@ -43,6 +46,8 @@ def validate_definition(kind: str, config: dict[str, Any] | None, graph: dict[st
             return ChatbotConfig.model_validate(config or {}).model_dump(exclude_none=True)
         except ValidationError as exc:
             raise InvalidInput(f"invalid chatbot config: {_first_error(exc)}") from None
+    if kind == "agent":
+        return _validate_agent(config, graph)
     if kind in GRAPH_KINDS and graph is None:
         raise InvalidInput(f"a {kind} app needs a graph")
     if kind in GRAPH_KINDS:
@@ -50,6 +55,25 @@ def validate_definition(kind: str, config: dict[str, Any] | None, graph: dict[st
 
         validate_graph(kind, graph)
     return dict(config or {})
+
+
+def _validate_agent(config: dict[str, Any] | None, graph: dict[str, Any] | None) -> dict[str, Any]:
+    """An agent's config, and the graph it implies (its tools are checked there, against the agent node's)."""
+    from headwater.engine.errors import GraphInvalid  # the engine imports services; import late
+    from headwater.engine.graph import validate_graph
+    from headwater.services.implied_graphs import runnable_graph
+
+    if graph is not None:
+        raise InvalidInput("an agent app has no graph: its config (mode, model, tools...) defines it")
+    try:
+        normalised = AgentAppConfig.model_validate(config or {}).model_dump()
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid agent config: {_first_error(exc)}") from None
+    try:
+        validate_graph(*runnable_graph("agent", normalised, None))
+    except GraphInvalid as exc:
+        raise InvalidInput(exc.detail.removeprefix("node 'agent': ")) from None
+    return normalised
 
 
 def _first_error(exc: ValidationError) -> str:
