@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.errors import Forbidden, RateLimited, Unauthorized
@@ -41,7 +42,7 @@ async def get_db(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(get_db)]
 
 
-def _credentials(request: Request) -> tuple[str, str] | None:
+def _credentials(request: HTTPConnection) -> tuple[str, str] | None:
     """('key', secret) or ('basic', 'user:password') from the request, if any."""
     api_key = request.headers.get("x-api-key")  # Starlette headers ignore case: X-API-KEY works too
     if api_key:
@@ -58,7 +59,7 @@ def _credentials(request: Request) -> tuple[str, str] | None:
     return None
 
 
-async def _authenticate(request: Request, runtime: Runtime, db: AsyncSession) -> Principal:
+async def _authenticate(request: HTTPConnection, runtime: Runtime, db: AsyncSession) -> Principal:
     credentials = _credentials(request)
     if credentials is None:
         raise Unauthorized("missing credentials: send X-API-Key or Authorization: Bearer <key>")
@@ -84,7 +85,7 @@ def _basic_admin(runtime: Runtime, user_password: str) -> Principal | None:
     return Principal(workspace_id=DEFAULT_WORKSPACE_ID, scopes=frozenset({"admin"}), is_instance_admin=True)
 
 
-async def _apply_rate_limit(request: Request, runtime: Runtime, principal: Principal) -> None:
+async def _apply_rate_limit(request: HTTPConnection, runtime: Runtime, principal: Principal) -> None:
     bucket = principal.key_id or "basic-admin"
     decision = await runtime.rate_limiter.hit(bucket, principal.rate_limit)
     request.scope.setdefault("state", {})[RATE_LIMIT_STATE] = decision.headers()
@@ -110,6 +111,30 @@ async def get_optional_principal(request: Request, runtime: RuntimeDep, db: DbSe
         await _apply_rate_limit(request, runtime, Principal(workspace_id="", scopes=frozenset(), key_id=f"anonymous:{host}"))
         return None
     return await get_principal(request, runtime, db)
+
+
+def has_credentials(connection: HTTPConnection) -> bool:
+    return _credentials(connection) is not None
+
+
+async def connection_principal(connection: HTTPConnection, runtime: Runtime, scope: str,
+                               api_key: str | None = None) -> Principal:
+    """The caller of a connection the dependencies cannot serve (a WebSocket), with the same checks.
+
+    By the connection's credentials, or by `api_key` when it sent one in a message
+    (browsers cannot set headers on a WebSocket). Rate-limited and scope-checked like a request.
+    """
+    async with runtime.sessionmaker() as db:
+        if api_key is None:
+            principal = await _authenticate(connection, runtime, db)
+        else:
+            principal = await KeyService(db).authenticate(api_key.strip())
+            if principal is None:
+                raise Unauthorized("invalid or revoked credentials")
+    await _apply_rate_limit(connection, runtime, principal)
+    if not principal.has_scope(scope):
+        raise Forbidden(f"this API key lacks the '{scope}' scope")
+    return principal
 
 
 def require_scope(scope: str):

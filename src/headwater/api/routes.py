@@ -4,6 +4,8 @@ from headwater.api.dialects import openai as openai_dialect
 from headwater.api.dialects import flowise as flowise_dialect
 from headwater.api.dialects import wayscloud as wayscloud_dialect
 from headwater.api.dialects import waterflai as waterflai_dialect
+from headwater.api.dialects import flowgen as flowgen_dialect
+from headwater.api.dialects import playground as playground_dialect
 from headwater.api.native import apps, health, keys, providers, runs, sessions, workspaces
 from headwater.api.native import knowledge
 from headwater.api.native import metrics
@@ -25,4 +27,6 @@ ROUTER_MODULES = [
     waterflai_dialect,
     wayscloud_dialect,
     flowise_dialect,
+    flowgen_dialect,
+    playground_dialect,
 ]
