@@ -29,6 +29,14 @@ def step(say: str = "", *calls: dict[str, Any], delay_ms: int = 0) -> dict[str, 
     return entry
 
 
+def node(node_id: str, type_: str, **config: Any) -> dict[str, Any]:
+    return {"id": node_id, "type": type_, **config}
+
+
+def chain(*ids: str) -> list[dict[str, str]]:
+    return [{"source": a, "target": b} for a, b in zip(ids, ids[1:])]
+
+
 def create_agent(client: httpx.Client, *, model: str = "scripted/tools", **config: Any) -> dict[str, Any]:
     response = client.post("/v1/apps", json={"name": config.pop("name", "Agent"), "kind": "agent",
                                              "config": {"model": model, **config}})
