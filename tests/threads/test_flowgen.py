@@ -109,7 +109,7 @@ def test_the_websocket_pushes_messages_status_and_tokens_in_order(workspace, ser
             assert json.loads(first.recv(timeout=10)) == {"type": "status", "status": "ready"}
             words = "slowly " * 20
             c.post(f"/chats/{chat['id']}/messages", json={"message": script(
-                step("", call("calculator", expression="1 + 1")), step(words.strip(), delay_ms=40))})
+                step("", call("calculator", expression="1 + 1")), step(words.strip(), delay_ms=100))})
             head = frames_until(first, lambda f: f["type"] == "token")
             assert [f["type"] for f in head[:2]] == ["message", "status"]
             assert head[0]["message"]["role"] == "user" and head[1]["status"] == "running"
