@@ -356,14 +356,15 @@ class _AgentRun:
         return list(zip(runnable, results))
 
     async def _run_call(self, step: int, call: ToolCall) -> str:
-        tool = self.tools.get(call.name)
+        name = canonical_tool_name(call.name)
+        tool = self.tools.get(name)
         arguments = parse_arguments(tool, call.arguments)
         started = time.perf_counter()
         result: str | None = None
         error: str | None = None
         try:
             if tool is None or tool.run is None:
-                raise ToolError(f"'{call.name}' is not one of your tools ({', '.join(self.tools) or 'none'})")
+                raise ToolError(f"'{name}' is not one of your tools ({', '.join(self.tools) or 'none'})")
             result = (await run_tool(self.ctx, self.settings, tool, arguments))[:OBSERVATION_CHARS]
         except ToolError as exc:
             error = str(exc)[:OBSERVATION_CHARS]
@@ -371,10 +372,10 @@ class _AgentRun:
             error = "cancelled"
             raise
         finally:
-            self.ctx.emit(ev.ToolCalled(node_id=self.ctx.node_id, step=step, call_id=call.id, tool=call.name,
+            self.ctx.emit(ev.ToolCalled(node_id=self.ctx.node_id, step=step, call_id=call.id, tool=name,
                                         arguments=arguments, elapsed_ms=int((time.perf_counter() - started) * 1000),
                                         result=result, error=error))
-            self._record_call(step, call.name, arguments, result, error)
+            self._record_call(step, name, arguments, result, error)
         return result if error is None else f"error: {error}"
 
     def _record_call(self, step: int, tool: str, arguments: Any, result: str | None, error: str | None) -> None:
