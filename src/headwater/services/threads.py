@@ -146,11 +146,12 @@ class ThreadService:
         view = await self.get(workspace_id, thread_id)
         await self._stop_if_live(workspace_id, view)
         async with self.runtime.sessionmaker() as db:
+            # Runs before the thread's row, in the order a run's end takes them (its row, then the thread's).
+            await db.execute(delete(Run).where(Run.workspace_id == workspace_id, Run.session_id == thread_id))
             if await thread_journal.open_journal(db, thread_id) is None:
                 return
             await db.execute(delete(Message).where(Message.workspace_id == workspace_id,
                                                    Message.session_id == thread_id))
-            await db.execute(delete(Run).where(Run.workspace_id == workspace_id, Run.session_id == thread_id))
             await db.execute(delete(ThreadItem).where(ThreadItem.thread_id == thread_id))
             await db.execute(delete(Thread).where(Thread.id == thread_id))
             await db.execute(delete(ChatSession).where(ChatSession.workspace_id == workspace_id,
