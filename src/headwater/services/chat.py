@@ -28,13 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from headwater.engine import events as ev
 from headwater.engine.events import Event, EventLog
 from headwater.engine.execution import END_OF_STREAM, RunTask
+from headwater.engine.failures import RunFailure
 from headwater.errors import HeadwaterError, InvalidInput
 from headwater.providers.base import (
     ChatMessage,
     ChatProvider,
     GenerationParams,
     ImagePart,
-    ProviderError,
     Usage,
 )
 from headwater.runtime import Runtime
@@ -74,7 +74,7 @@ class TurnResult:
     usage: Usage
     finish_reason: str
     elapsed_ms: int
-    error: dict[str, Any] | None = None
+    error: RunFailure | None = None
     citations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -254,10 +254,8 @@ class ChatTurn:
                     usage = delta.usage
                 if delta.finish_reason:
                     finish_reason = delta.finish_reason
-        except ProviderError as exc:
-            status, error = "failed", {"code": "provider_error", "message": exc.detail, "status": exc.status}
-        except HeadwaterError as exc:
-            status, error = "failed", {"code": "invalid_input", "message": exc.detail}
+        except HeadwaterError as exc:  # the model call failed (ProviderError), or the request it got
+            status, error = "failed", RunFailure.of_exception(exc)
         except asyncio.CancelledError:
             final = await self._finish_shielded("cancelled", "".join(parts), usage, "cancelled", None)
             if await self.runtime.control.cancel_requested(self.run_id):
@@ -269,9 +267,9 @@ class ChatTurn:
         except GeneratorExit:
             await self._finish_shielded("cancelled", "".join(parts), usage, "cancelled", None)
             raise
-        except Exception:  # a bug must still end the run and the stream cleanly
+        except Exception as exc:  # a bug must still end the run and the stream cleanly
             log.exception("chat turn %s failed", self.run_id)
-            status, error = "failed", {"code": "internal_error", "message": "internal error"}
+            status, error = "failed", RunFailure.of_exception(exc)
         text = "".join(parts)
         node_status = "succeeded" if status == "succeeded" else "failed"
         yield self.log.emit(ev.NodeFinished(
@@ -279,7 +277,7 @@ class ChatTurn:
             elapsed_ms=self._elapsed_ms(), usage=usage.as_dict(),
         ))
         if error is not None:
-            yield self.log.emit(ev.ErrorEvent(code=error["code"], message=error["message"]))
+            yield self.log.emit(ev.ErrorEvent.of(error))
         final = await self._finish_shielded(status, text, usage, finish_reason, error)
         yield final
 
@@ -299,13 +297,13 @@ class ChatTurn:
         return int((time.perf_counter() - self.started) * 1000)
 
     async def _finish_shielded(
-        self, status: str, text: str, usage: Usage, finish_reason: str, error: dict[str, Any] | None
+        self, status: str, text: str, usage: Usage, finish_reason: str, error: RunFailure | None
     ) -> Event:
         # Shielded: a client that disconnects must not stop us recording what happened.
         return await asyncio.shield(self._finish(status, text, usage, finish_reason, error))
 
     async def _finish(
-        self, status: str, text: str, usage: Usage, finish_reason: str, error: dict[str, Any] | None
+        self, status: str, text: str, usage: Usage, finish_reason: str, error: RunFailure | None
     ) -> Event:
         if self._finished:
             raise RuntimeError("turn finished twice")
@@ -320,7 +318,8 @@ class ChatTurn:
         ))
         now = utcnow()
         outcome = _Outcome(
-            run={"b_id": self.run_id, "status": status, "outputs": outputs, "usage": usage.as_dict(), "error": error,
+            run={"b_id": self.run_id, "status": status, "outputs": outputs, "usage": usage.as_dict(),
+                 "error": error.to_data() if error else None,
                  "finished_at": now, "elapsed_ms": elapsed_ms, "owner_id": None},
             session={"b_workspace_id": self.request.workspace_id, "b_id": self.session_id, "updated_at": now},
             # A failed turn leaves no half-written exchange in the history.

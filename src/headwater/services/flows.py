@@ -17,7 +17,6 @@ status and outputs and, for a chatflow, the user's message and the reply.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -25,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine import events as ev
@@ -34,6 +32,7 @@ from headwater.engine.events import Event
 from headwater.engine.graph import CompiledGraph, compile_for_run
 from headwater.engine.execution import END_OF_STREAM, RunTask
 from headwater.engine.recorder import RunRecorder
+from headwater.engine.failures import RunFailure
 from headwater.engine.runner import GraphScheduler, NodeError, NodeOutcome
 from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.queue.handlers import JobHeldElsewhere
@@ -76,7 +75,7 @@ class FlowResult:
     outputs: dict[str, Any]
     text: str
     usage: dict[str, int]
-    error: dict[str, Any] | None
+    error: RunFailure | None
     elapsed_ms: int | None
     waiting: list[dict[str, Any]]
 
@@ -239,8 +238,8 @@ class FlowService:
                 known = replay_outcomes(rows)
                 last_seq = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
         if unrunnable:  # its app (or that version) was deleted meanwhile
-            await end_unattended_run(self.runtime, run_id, "failed", {
-                "code": "app_missing", "status": 409, "message": "the app of this run no longer exists"})
+            await end_unattended_run(self.runtime, run_id, "failed",
+                                     RunFailure("app_missing", "the app of this run no longer exists", 409))
             return None
         graph = compile_for_run(state.kind, run.app_id, run.app_version, version.graph)
         return _Loaded(run, state, graph, known, last_seq)
@@ -257,7 +256,7 @@ class FlowService:
             if sink is not None:
                 sink.put_nowait(END_OF_STREAM)
             return None
-        run, state_row, graph = loaded.run, loaded.state, loaded.graph
+        run, state_row = loaded.run, loaded.state
         if not foreground and not await self._claim(run_id):
             if sink is not None:
                 sink.put_nowait(END_OF_STREAM)
@@ -302,15 +301,15 @@ class FlowService:
         if run.status != "running" or run.started_at is None:  # queued until now
             await recorder.durable(also=_mark_running(run_id))
         paused: list[tuple[str, str]] = []
-        error: dict[str, Any] | None = None
+        error: RunFailure | None = None
         try:
             timeout = _run_timeout(graph, self.runtime.settings.flow_run_timeout_seconds)
             async with asyncio.timeout(timeout):
                 paused = await GraphScheduler(graph, state, {"sys": state.sys}, loaded.known).execute()
         except NodeError as exc:
-            error = exc.error
+            error = exc.failure
         except TimeoutError:
-            error = {"code": "timeout", "message": f"run did not finish within {timeout:g}s", "status": 504}
+            error = RunFailure("timeout", f"run did not finish within {timeout:g}s", 504)
         except asyncio.CancelledError:
             if foreground or await _settle(self.runtime.control.cancel_requested(run_id)):
                 await _settle(self._finish(state, run, "cancelled", None, [], started))
@@ -319,12 +318,12 @@ class FlowService:
             raise
         except Exception:
             log.exception("run %s crashed", run_id)
-            error = {"code": "internal_error", "message": "internal error", "status": 500}
+            error = RunFailure("internal_error", "internal error", 500)
         status = "failed" if error else ("waiting" if paused else "succeeded")
         return await _settle(self._finish(state, run, status, error, paused, started))
 
     async def _finish(
-        self, state: RunState, run: Run, status: str, error: dict[str, Any] | None,
+        self, state: RunState, run: Run, status: str, error: RunFailure | None,
         paused: list[tuple[str, str]], started: float,
     ) -> FlowResult:
         recorder = state.recorder
@@ -339,15 +338,15 @@ class FlowService:
         else:
             waiting = []
             if error is not None:
-                described = ev.ErrorEvent(code=error["code"], message=error["message"], node_id=error.get("node_id"))
-                final.append(recorder.emit(described, deliver=False))
+                final.append(recorder.emit(ev.ErrorEvent.of(error), deliver=False))
             final.append(recorder.emit(ev.RunFinished(
                 status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error,
             ), deliver=False))
         now = utcnow()
 
         async def write(db: AsyncSession) -> None:
-            values: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage, "error": error,
+            values: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage,
+                                      "error": error.to_data() if error else None,
                                       "elapsed_ms": elapsed_ms, "owner_id": None}
             if status != "waiting":
                 values["finished_at"] = now
@@ -407,7 +406,7 @@ class FlowService:
             raise NotFound("run not found")
         return FlowResult(
             run_id=run.id, session_id=run.session_id, status=run.status, outputs=run.outputs or {},
-            text=(run.outputs or {}).get("text", ""), usage=run.usage or {}, error=run.error,
+            text=(run.outputs or {}).get("text", ""), usage=run.usage or {}, error=RunFailure.from_data(run.error),
             elapsed_ms=run.elapsed_ms, waiting=list(state.waiting or []) if state else [],
         )
 

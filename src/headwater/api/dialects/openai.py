@@ -18,7 +18,6 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
-from headwater.api.dialects.bot_chat import turn_failure
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import run_id_header, sse_response
 from headwater.engine import events as ev
@@ -137,7 +136,7 @@ async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, d
     if not body.stream:
         result = await turn.collect()
         if result.status == "failed":
-            raise turn_failure(result.error, result.run_id)
+            raise result.error.http_error(result.run_id)
         return FastJSONResponse({
             "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},

@@ -23,7 +23,7 @@ from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import format_event, last_event_id_after, run_id_header, sse_response
 from headwater.engine import events as ev
 from headwater.engine.events import Event
-from headwater.errors import InvalidInput, RunFailed
+from headwater.errors import InvalidInput
 from headwater.providers.base import ChatMessage
 from headwater.services.apps import GRAPH_KINDS, AppService, AppSnapshot
 from headwater.services.flows import FlowRequest, FlowResult, FlowService
@@ -174,7 +174,7 @@ async def execute_chatflow(app_id: str, body: ExecutionRequest, principal: Chatb
     execution = await FlowService(runtime).start(flow_request(principal.workspace_id, snapshot, body.input_data))
     result = await execution.collect()
     if result.status == "failed":
-        raise RunFailed(result.error, run_id=result.run_id)
+        raise result.error.http_error(result.run_id)
     return FastJSONResponse(_chat_completion(result, snapshot), headers=run_id_header(result.run_id))
 
 
@@ -197,7 +197,7 @@ async def execute_workflow(app_id: str, body: ExecutionRequest, principal: Chatb
     return FastJSONResponse({
         "execution_id": result.run_id, "status": _lower_status(result.status), "outputs": result.outputs,
         "node_results": nodes, "usage": _usage(result.usage), "elapsed_ms": result.elapsed_ms,
-        **({"error": result.error} if result.error else {}),
+        **({"error": result.error.to_data()} if result.error else {}),
         **({"waiting_for": result.waiting} if result.waiting else {}),
     }, headers=run_id_header(result.run_id))
 
