@@ -40,6 +40,7 @@ from headwater.providers.base import ChatMessage
 from headwater.runtime import Runtime
 from headwater.services.apps import GRAPH_KINDS, AppSnapshot
 from headwater.services.run_end import end_unattended_run
+from headwater.services.run_outcome import Exchange, RunOutcome, with_partial_mark
 from headwater.services.runs import TERMINAL_STATUSES, RunService
 from headwater.services.sessions import SessionService
 from headwater.store.flow_models import FlowRunState
@@ -330,31 +331,29 @@ class FlowService:
         elapsed_ms = (run.elapsed_ms or 0) + int((time.perf_counter() - started) * 1000)
         outputs = self._outputs(state, status)
         usage = state.usage.as_dict()
-        final: list[Event] = []
-        if status == "waiting":
-            waiting = [{"node_id": nid, "prompt": prompt} for nid, prompt in paused]
-            for nid, prompt in paused:
-                final.append(recorder.emit(ev.HumanInputRequired(node_id=nid, prompt=prompt), deliver=False))
-        else:
-            waiting = []
-            if error is not None:
-                final.append(recorder.emit(ev.ErrorEvent.of(error), deliver=False))
-            final.append(recorder.emit(ev.RunFinished(
-                status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error,
-            ), deliver=False))
         now = utcnow()
+        waiting = [{"node_id": nid, "prompt": prompt} for nid, prompt in paused]
+        if status == "waiting":  # not an end: the run goes on when the questions are answered
+            final = [recorder.emit(ev.HumanInputRequired(node_id=nid, prompt=prompt), deliver=False)
+                     for nid, prompt in paused]
+            columns: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage, "error": None,
+                                       "elapsed_ms": elapsed_ms, "owner_id": None}
+            exchange_rows: list[dict[str, Any]] = []
+        else:
+            outcome = RunOutcome(status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error)
+            final = [recorder.emit(payload, deliver=False) for payload in outcome.events()]
+            columns = outcome.run_columns(now)
+            exchange_rows = self._exchange_rows(state, run, outcome, now)
 
         async def write(db: AsyncSession) -> None:
-            values: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage,
-                                      "error": error.to_data() if error else None,
-                                      "elapsed_ms": elapsed_ms, "owner_id": None}
-            if status != "waiting":
-                values["finished_at"] = now
-            await db.execute(update(Run).where(Run.id == run.id).values(**values))
+            await db.execute(update(Run).where(Run.id == run.id).values(**columns))
             await db.execute(update(FlowRunState).where(FlowRunState.run_id == run.id)
                              .values(waiting=waiting, updated_at=now))
-            if state.kind == "chatflow" and status in ("succeeded", "cancelled") and run.session_id:
-                await self._save_exchange(db, state, run, outputs, usage, status, now)
+            if exchange_rows:
+                await db.execute(insert(Message), exchange_rows)
+                await db.execute(update(ChatSession).where(
+                    ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id
+                ).values(updated_at=now))
 
         await recorder.durable(also=write)
         recorder.deliver(final)
@@ -376,27 +375,18 @@ class FlowService:
             outputs.setdefault("text", "".join(state.reply_parts))
         if state.citations:
             outputs["citations"] = state.citations
-        if status == "cancelled":
-            outputs["partial"] = True
-        return outputs
+        return with_partial_mark(outputs, status)
 
-    async def _save_exchange(self, db: AsyncSession, state: RunState, run: Run, outputs: dict[str, Any],
-                             usage: dict[str, int], status: str, now) -> None:
-        common = {"workspace_id": run.workspace_id, "session_id": run.session_id, "app_id": run.app_id,
-                  "run_id": run.id}
-        reply_meta: dict[str, Any] = {"usage": usage}
-        if status == "cancelled":
-            reply_meta["partial"] = True
-        if outputs.get("citations"):
-            reply_meta["citations"] = outputs["citations"]
-        await db.execute(insert(Message), [
-            {**common, "id": new_id(), "role": "user", "content": state.sys.get("query") or "", "meta": {},
-             "created_at": run.created_at},
-            {**common, "id": state.sys.get("reply_message_id") or new_id(), "role": "assistant",
-             "content": outputs.get("text", ""), "meta": reply_meta, "created_at": now},
-        ])
-        await db.execute(update(ChatSession).where(
-            ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id).values(updated_at=now))
+    @staticmethod
+    def _exchange_rows(state: RunState, run: Run, outcome: RunOutcome, now) -> list[dict[str, Any]]:
+        """A chatflow's turn in its conversation (a workflow run is not one)."""
+        if state.kind != "chatflow" or not run.session_id or not outcome.keeps_exchange:
+            return []
+        exchange = Exchange(
+            workspace_id=run.workspace_id, session_id=run.session_id, app_id=run.app_id, run_id=run.id,
+            question=state.sys.get("query") or "", asked_at=run.created_at, reply_id=state.sys.get("reply_message_id"),
+        )
+        return exchange.rows(outcome, outcome.outputs.get("text", ""), now, citations=outcome.outputs.get("citations"))
 
     async def result(self, run_id: str) -> FlowResult:
         async with self.runtime.sessionmaker() as db:
