@@ -59,12 +59,11 @@ class InvalidInput(HeadwaterError):
 
 
 class RunFailed(HeadwaterError):
-    """A run (or a chat turn served by one) that ended failed: its error's own HTTP status, 502 if it has none."""
+    """A run that ended failed, answered with its failure's own HTTP status (engine.failures.RunFailure)."""
 
-    def __init__(self, error: dict | None, run_id: str | None = None):
-        error = error or {}
-        super().__init__(error.get("message") or "execution failed")
-        self.status_code = int(error.get("status") or 502)
+    def __init__(self, detail: str, status_code: int, run_id: str | None = None):
+        super().__init__(detail)
+        self.status_code = status_code
         self.run_id = run_id
 
 

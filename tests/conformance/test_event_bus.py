@@ -19,6 +19,7 @@ from headwater.engine import bus as bus_module
 from headwater.engine import events as ev
 from headwater.engine.bus import EventBus, InProcessEventBus, follow_run
 from headwater.engine.events import Event, decode_event, encode_event
+from headwater.engine.failures import RunFailure
 
 IMPLEMENTATIONS = ["inprocess", "redis"]
 
@@ -78,11 +79,13 @@ EVERY_PAYLOAD = [
     ev.Token(node_id="n", text="héllo"),
     ev.NodeFinished(node_id="n", node_type="llm", status="succeeded", outputs={"text": "héllo", "n": [1, 2.5, None]},
                     elapsed_ms=12, usage=None, branch="true"),
+    ev.NodeFinished(node_id="n", node_type="http_request", status="failed", outputs={}, elapsed_ms=3, usage=None,
+                    error=RunFailure("timeout", "node did not finish within 2s", 504, node_id="n")),
     ev.Citations(citations=[{"document": "d", "score": 0.5}], node_id="kb"),
     ev.HumanInputRequired(node_id="ask", prompt="Which one?"),
     ev.ErrorEvent(code="provider_error", message="upstream said no", node_id="n"),
     ev.RunFinished(status="failed", outputs={}, usage={"total_tokens": 3}, elapsed_ms=40,
-                   error={"code": "provider_error", "message": "upstream said no"}, finish_reason="stop"),
+                   error=RunFailure("provider_error", "upstream said no"), finish_reason="stop"),
     ev.UnknownEvent("from_a_newer_version", {"anything": [1, {"x": None}]}),
 ]
 
@@ -103,6 +106,10 @@ def test_codec_keeps_optional_fields_out_of_the_wire_form() -> None:
     assert ev.NodeStarted(node_id="n", node_type="llm").to_data() == {"node_id": "n", "node_type": "llm"}
     assert ev.RunFinished(status="succeeded", outputs={}, usage={}, elapsed_ms=1, error=None).to_data() == {
         "status": "succeeded", "outputs": {}, "usage": {}, "elapsed_ms": 1, "error": None}
+    # A failure is kept as its JSON object.
+    failed = ev.RunFinished(status="failed", outputs={}, usage={}, elapsed_ms=1,
+                            error=RunFailure("interrupted", "gone", 503)).to_data()
+    assert failed["error"] == {"code": "interrupted", "message": "gone", "status": 503}
     # A stored event missing an always-written field (an older row) still decodes.
     assert ev.payload_from("node_finished", {"node_id": "n", "status": "succeeded"}).node_type is None
 

@@ -8,6 +8,8 @@ CONTRACTS §3 gives) through the one codec at the end of this module.
 
 Payload fields without a default are always in `data`; the others only when
 set, so each type's JSON stays what it was before the payloads were typed.
+A failure (`error` of node_finished and run_finished) is a `RunFailure`, kept
+as its `to_data()` object.
 
 Beyond CONTRACTS §3, an `agent` node reports its work: `agent_thought`,
 `tool_call` (arguments, result or error, elapsed ms), `model_call` (tokens),
@@ -23,6 +25,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from headwater.engine.failures import RunFailure
 from headwater.store.models import utcnow
 
 RUN_STARTED = "run_started"
@@ -56,8 +59,8 @@ class EventPayload:
         return self.TYPE
 
     def to_data(self) -> JSONObject:
-        return {name: value for name, always in self._WIRE_FIELDS
-                if (value := getattr(self, name)) is not None or always}
+        return {name: value.to_data() if isinstance(value, RunFailure) else value
+                for name, always in self._WIRE_FIELDS if (value := getattr(self, name)) is not None or always}
 
 
 _PAYLOAD_TYPES: dict[str, type[EventPayload]] = {}
@@ -110,7 +113,7 @@ class NodeFinished(EventPayload):
     elapsed_ms: int
     usage: JSONObject | None
     inputs: JSONObject | None = None
-    error: JSONObject | None = None
+    error: RunFailure | None = None
     branch: str | None = None  # a condition node: the branch taken
     parent: str | None = None
     index: int | None = None
@@ -137,7 +140,7 @@ class RunFinished(EventPayload):
     outputs: Any
     usage: JSONObject
     elapsed_ms: int
-    error: JSONObject | None
+    error: RunFailure | None
     finish_reason: str | None = None  # a chatbot turn: why the model stopped
 
 
@@ -147,6 +150,10 @@ class ErrorEvent(EventPayload):
     code: str
     message: str
     node_id: str | None = None
+
+    @classmethod
+    def of(cls, failure: RunFailure) -> "ErrorEvent":
+        return cls(code=failure.code, message=failure.message, node_id=failure.node_id)
 
 
 # -- an agent node's work (engine/nodes/agent.py) --------------------------------------------
@@ -291,7 +298,10 @@ def payload_from(type_: str, data: JSONObject) -> EventPayload:
     cls = _PAYLOAD_TYPES.get(type_)
     if cls is None:
         return UnknownEvent(type_, data)
-    return cls(**{name: data.get(name) for name, always in cls._WIRE_FIELDS if always or name in data})
+    fields_ = {name: data.get(name) for name, always in cls._WIRE_FIELDS if always or name in data}
+    if "error" in fields_:
+        fields_["error"] = RunFailure.from_data(fields_["error"])
+    return cls(**fields_)
 
 
 def stored_event(seq: int, type_: str, data: JSONObject, created_at: datetime) -> Event:

@@ -29,11 +29,11 @@ from typing import Any
 
 from headwater.engine import events as ev
 from headwater.engine.context import NodeContext, RunState
-from headwater.engine.errors import NodeFailed, NodeTimeout
+from headwater.engine.errors import NodeTimeout
+from headwater.engine.failures import RunFailure
 from headwater.engine.graph import CompiledGraph
 from headwater.engine.nodes.base import NodeResult
-from headwater.errors import HeadwaterError
-from headwater.providers.base import ProviderError, Usage
+from headwater.providers.base import Usage
 
 log = logging.getLogger(__name__)
 
@@ -49,25 +49,11 @@ class NodeOutcome:
 
 
 class NodeError(Exception):
-    """A node failed; `error` is what the run records: {code, message, node_id, status}."""
+    """A node failed; `failure` is what the run records."""
 
-    def __init__(self, error: dict[str, Any]):
-        super().__init__(error["message"])
-        self.error = error
-
-
-def describe_failure(exc: BaseException, timeout: float | None = None) -> tuple[str, str, int]:
-    """(code, message, http status) for an exception raised by a node."""
-    if isinstance(exc, TimeoutError):
-        return "timeout", f"node did not finish within {timeout:g}s", 504
-    if isinstance(exc, NodeFailed):
-        return exc.code, exc.detail, exc.status_code
-    if isinstance(exc, ProviderError):
-        return "provider_error", exc.detail, exc.status_code
-    if isinstance(exc, HeadwaterError):
-        code = "invalid_input" if exc.status_code < 500 else "node_failed"
-        return code, exc.detail, exc.status_code
-    return "internal_error", "internal error", 500
+    def __init__(self, failure: RunFailure):
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 class GraphScheduler:
@@ -180,15 +166,14 @@ class GraphScheduler:
             ))
             raise
         except Exception as exc:  # every failure is recorded, then fails the run
-            code, message, status = describe_failure(exc, timeout)
-            if code == "internal_error":
+            failure = RunFailure.of_exception(exc, timeout=timeout, node_id=nid)
+            if failure.code == "internal_error":
                 log.exception("node %s (%s) of run %s crashed", nid, node.type_name, self.run.run_id)
-            error = {"code": code, "message": message, "node_id": nid, "status": status}
             recorder.emit(ev.NodeFinished(
                 **identity, status="failed", outputs=ctx.partial, inputs=ctx.inputs,
-                elapsed_ms=_ms_since(started), usage=None, error=error,
+                elapsed_ms=_ms_since(started), usage=None, error=failure,
             ))
-            raise NodeError(error) from None
+            raise NodeError(failure) from None
         if result.pause_prompt is not None:
             return result
         recorder.emit(ev.NodeFinished(
@@ -212,4 +197,4 @@ async def _cancel_all(tasks: list[asyncio.Task]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-__all__ = ["GraphScheduler", "NodeError", "NodeOutcome", "NodeTimeout", "describe_failure"]
+__all__ = ["GraphScheduler", "NodeError", "NodeOutcome", "NodeTimeout"]

@@ -34,7 +34,7 @@ async def call_app(runtime: "Runtime", workspace_id: str, caller_app_id: str, ta
             workspace_id=workspace_id, snapshot=snapshot, message=message, source=SOURCE))
         result = await turn.collect()
         if result.status != "succeeded":
-            raise InvalidInput(f"app '{target}' {result.status}: {(result.error or {}).get('message', '')}")
+            raise InvalidInput(f"app '{target}' {result.status}: {result.error.message if result.error else ''}")
         return result.text
     execution = await FlowService(runtime).start(FlowRequest(
         workspace_id=workspace_id, snapshot=snapshot, inputs={"query": message, **inputs}, source=SOURCE,
@@ -44,7 +44,7 @@ async def call_app(runtime: "Runtime", workspace_id: str, caller_app_id: str, ta
     if outcome.status == "waiting":
         raise InvalidInput(f"app '{target}' asks for human input, which an app call cannot give")
     if outcome.status != "succeeded":
-        raise InvalidInput(f"app '{target}' {outcome.status}: {(outcome.error or {}).get('message', '')}")
+        raise InvalidInput(f"app '{target}' {outcome.status}: {outcome.error.message if outcome.error else ''}")
     if snapshot.app.kind == "workflow":
         return json.dumps(outcome.outputs, ensure_ascii=False, default=str)
     return outcome.text

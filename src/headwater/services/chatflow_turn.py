@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine import events as ev
 from headwater.engine.events import Event
+from headwater.engine.failures import CANCELLED, RunFailure
 from headwater.errors import InvalidInput
 from headwater.providers.base import Usage
 from headwater.runtime import Runtime
@@ -140,12 +141,6 @@ class ChatflowTurn:
         )
 
 
-def _turn_error(status: str, error: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A failed run's error as a turn reports it: `http_status` is what a non-streamed reply answers with
-    (the run's own, as on the native chatflow route; `RunFailed` makes a missing one 502)."""
-    if error is not None:
-        return {"code": error.get("code"), "message": error.get("message") or "the chatflow failed",
-                "http_status": error.get("status")}
-    if status == "cancelled":
-        return {"code": "cancelled", "message": "the run was cancelled", "http_status": 409}
-    return None
+def _turn_error(status: str, error: RunFailure | None) -> RunFailure | None:
+    """A run's failure as its turn reports it; a run stopped by a user fails the turn too."""
+    return CANCELLED if error is None and status == "cancelled" else error

@@ -25,7 +25,6 @@ an answer, and the journal's hook when the run pauses or ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine import events as ev
@@ -42,6 +40,7 @@ from headwater.engine.events import Event
 from headwater.engine.graph import CompiledGraph, compile_for_run
 from headwater.engine.execution import END_OF_STREAM, RunTask
 from headwater.engine.recorder import RunRecorder
+from headwater.engine.failures import RunFailure
 from headwater.engine.runner import GraphScheduler, NodeError, NodeOutcome
 from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.queue.handlers import JobHeldElsewhere
@@ -51,6 +50,7 @@ from headwater.services import thread_journal
 from headwater.services.apps import GRAPH_KINDS, AppSnapshot
 from headwater.services.implied_graphs import IMPLIED_KINDS, runnable_graph
 from headwater.services.run_end import end_unattended_run
+from headwater.services.run_outcome import Exchange, RunOutcome, with_partial_mark
 from headwater.services.runs import TERMINAL_STATUSES, RunService
 from headwater.services.sessions import SessionService
 from headwater.store.flow_models import FlowRunState
@@ -95,7 +95,7 @@ class FlowResult:
     outputs: dict[str, Any]
     text: str
     usage: dict[str, int]
-    error: dict[str, Any] | None
+    error: RunFailure | None
     elapsed_ms: int | None
     waiting: list[dict[str, Any]]
 
@@ -269,8 +269,8 @@ class FlowService:
                 known = replay_outcomes(rows)
                 last_seq = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
         if unrunnable:  # its app (or that version) was deleted meanwhile
-            await end_unattended_run(self.runtime, run_id, "failed", {
-                "code": "app_missing", "status": 409, "message": "the app of this run no longer exists"})
+            await end_unattended_run(self.runtime, run_id, "failed",
+                                     RunFailure("app_missing", "the app of this run no longer exists", 409))
             return None
         graph = compile_for_run(graph_kind, run.app_id, run.app_version, definition)
         return _Loaded(run, state, graph, known, last_seq)
@@ -287,7 +287,7 @@ class FlowService:
             if sink is not None:
                 sink.put_nowait(END_OF_STREAM)
             return None
-        run, state_row, graph = loaded.run, loaded.state, loaded.graph
+        run, state_row = loaded.run, loaded.state
         if not foreground and not await self._claim(run_id):
             if sink is not None:
                 sink.put_nowait(END_OF_STREAM)
@@ -332,15 +332,15 @@ class FlowService:
         if run.status != "running" or run.started_at is None:  # queued until now
             await recorder.durable(also=_mark_running(run_id))
         paused: list[tuple[str, str]] = []
-        error: dict[str, Any] | None = None
+        error: RunFailure | None = None
         try:
             timeout = _run_timeout(graph, self.runtime.settings.flow_run_timeout_seconds)
             async with asyncio.timeout(timeout):
                 paused = await GraphScheduler(graph, state, {"sys": state.sys}, loaded.known).execute()
         except NodeError as exc:
-            error = exc.error
+            error = exc.failure
         except TimeoutError:
-            error = {"code": "timeout", "message": f"run did not finish within {timeout:g}s", "status": 504}
+            error = RunFailure("timeout", f"run did not finish within {timeout:g}s", 504)
         except asyncio.CancelledError:
             if foreground or await _settle(self.runtime.control.cancel_requested(run_id)):
                 await _settle(self._finish(state, run, "cancelled", None, [], started))
@@ -349,45 +349,43 @@ class FlowService:
             raise
         except Exception:
             log.exception("run %s crashed", run_id)
-            error = {"code": "internal_error", "message": "internal error", "status": 500}
+            error = RunFailure("internal_error", "internal error", 500)
         status = "failed" if error else ("waiting" if paused else "succeeded")
         return await _settle(self._finish(state, run, status, error, paused, started))
 
     async def _finish(
-        self, state: RunState, run: Run, status: str, error: dict[str, Any] | None,
+        self, state: RunState, run: Run, status: str, error: RunFailure | None,
         paused: list[tuple[str, str]], started: float,
     ) -> FlowResult:
         recorder = state.recorder
         elapsed_ms = (run.elapsed_ms or 0) + int((time.perf_counter() - started) * 1000)
         outputs = self._outputs(state, status)
         usage = state.usage.as_dict()
-        final: list[Event] = []
-        if status == "waiting":
-            waiting = [{"node_id": nid, "prompt": prompt} for nid, prompt in paused]
-            for nid, prompt in paused:
-                final.append(recorder.emit(ev.HumanInputRequired(node_id=nid, prompt=prompt), deliver=False))
-        else:
-            waiting = []
-            if error is not None:
-                described = ev.ErrorEvent(code=error["code"], message=error["message"], node_id=error.get("node_id"))
-                final.append(recorder.emit(described, deliver=False))
-            final.append(recorder.emit(ev.RunFinished(
-                status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error,
-            ), deliver=False))
         now = utcnow()
+        waiting = [{"node_id": nid, "prompt": prompt} for nid, prompt in paused]
+        if status == "waiting":  # not an end: the run goes on when the questions are answered
+            final = [recorder.emit(ev.HumanInputRequired(node_id=nid, prompt=prompt), deliver=False)
+                     for nid, prompt in paused]
+            columns: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage, "error": None,
+                                       "elapsed_ms": elapsed_ms, "owner_id": None}
+            exchange_rows: list[dict[str, Any]] = []
+        else:
+            outcome = RunOutcome(status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error)
+            final = [recorder.emit(payload, deliver=False) for payload in outcome.events()]
+            columns = outcome.run_columns(now)
+            exchange_rows = self._exchange_rows(state, run, outcome, now)
 
         async def write(db: AsyncSession) -> None:
-            values: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage, "error": error,
-                                      "elapsed_ms": elapsed_ms, "owner_id": None}
-            if status != "waiting":
-                values["finished_at"] = now
-            await db.execute(update(Run).where(Run.id == run.id).values(**values))
+            await db.execute(update(Run).where(Run.id == run.id).values(**columns))
             await db.execute(update(FlowRunState).where(FlowRunState.run_id == run.id)
                              .values(waiting=waiting, updated_at=now))
-            if state.sys.get("thread_id"):
+            if state.sys.get("thread_id"):  # a thread's turn: its messages are the thread journal's
                 await thread_journal.record_run_end(db, state.sys, run, status, outputs, usage, elapsed_ms, waiting)
-            elif state.kind in CONVERSATIONAL_KINDS and status in ("succeeded", "cancelled") and run.session_id:
-                await self._save_exchange(db, state, run, outputs, usage, status, now)
+            if exchange_rows:
+                await db.execute(insert(Message), exchange_rows)
+                await db.execute(update(ChatSession).where(
+                    ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id
+                ).values(updated_at=now))
 
         await recorder.durable(also=write)
         recorder.deliver(final)
@@ -409,27 +407,20 @@ class FlowService:
             outputs.setdefault("text", "".join(state.reply_parts))
         if state.citations:
             outputs["citations"] = state.citations
-        if status == "cancelled":
-            outputs["partial"] = True
-        return outputs
+        return with_partial_mark(outputs, status)
 
-    async def _save_exchange(self, db: AsyncSession, state: RunState, run: Run, outputs: dict[str, Any],
-                             usage: dict[str, int], status: str, now) -> None:
-        common = {"workspace_id": run.workspace_id, "session_id": run.session_id, "app_id": run.app_id,
-                  "run_id": run.id}
-        reply_meta: dict[str, Any] = {"usage": usage}
-        if status == "cancelled":
-            reply_meta["partial"] = True
-        if outputs.get("citations"):
-            reply_meta["citations"] = outputs["citations"]
-        await db.execute(insert(Message), [
-            {**common, "id": new_id(), "role": "user", "content": state.sys.get("query") or "", "meta": {},
-             "created_at": run.created_at},
-            {**common, "id": state.sys.get("reply_message_id") or new_id(), "role": "assistant",
-             "content": outputs.get("text", ""), "meta": reply_meta, "created_at": now},
-        ])
-        await db.execute(update(ChatSession).where(
-            ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id).values(updated_at=now))
+    @staticmethod
+    def _exchange_rows(state: RunState, run: Run, outcome: RunOutcome, now) -> list[dict[str, Any]]:
+        """A conversational run's turn in its conversation (a workflow run is not one; a thread's turn is
+        written by the thread's journal)."""
+        if (state.kind not in CONVERSATIONAL_KINDS or not run.session_id or not outcome.keeps_exchange
+                or state.sys.get("thread_id")):
+            return []
+        exchange = Exchange(
+            workspace_id=run.workspace_id, session_id=run.session_id, app_id=run.app_id, run_id=run.id,
+            question=state.sys.get("query") or "", asked_at=run.created_at, reply_id=state.sys.get("reply_message_id"),
+        )
+        return exchange.rows(outcome, outcome.outputs.get("text", ""), now, citations=outcome.outputs.get("citations"))
 
     async def result(self, run_id: str) -> FlowResult:
         async with self.runtime.sessionmaker() as db:
@@ -439,7 +430,7 @@ class FlowService:
             raise NotFound("run not found")
         return FlowResult(
             run_id=run.id, session_id=run.session_id, status=run.status, outputs=run.outputs or {},
-            text=(run.outputs or {}).get("text", ""), usage=run.usage or {}, error=run.error,
+            text=(run.outputs or {}).get("text", ""), usage=run.usage or {}, error=RunFailure.from_data(run.error),
             elapsed_ms=run.elapsed_ms, waiting=list(state.waiting or []) if state else [],
         )
 

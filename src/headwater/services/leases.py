@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select, update
 
+from headwater.engine.failures import INTERRUPTED
 from headwater.queue.base import ACTIVE_JOB_STATUSES
 from headwater.services.run_end import end_unattended_run
 from headwater.store.flow_models import FlowRunState
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from headwater.runtime import Runtime
 
 log = logging.getLogger(__name__)
-INTERRUPTED_ERROR = {"code": "interrupted", "message": "the process executing this run stopped before it ended"}
 
 
 class LeaseKeeper:
@@ -111,7 +111,7 @@ class LeaseKeeper:
             if job_id is not None and job_status in ACTIVE_JOB_STATUSES:
                 reaped += await self._hand_on(run_id, now, startup=orphans_of_any_owner)
             else:
-                reaped += await end_unattended_run(self.runtime, run_id, "failed", INTERRUPTED_ERROR,
+                reaped += await end_unattended_run(self.runtime, run_id, "failed", INTERRUPTED,
                                                    only_from=("queued", "running"))
         return reaped + await self._reap_jobs(now, startup=orphans_of_any_owner)
 

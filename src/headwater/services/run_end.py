@@ -9,12 +9,13 @@ the executor recorded the end first, nothing is written.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 
-from headwater.engine import events as ev
 from headwater.engine.events import EventLog
+from headwater.engine.failures import RunFailure
+from headwater.services.run_outcome import RunOutcome, with_partial_mark
 from headwater.services.runs import LIVE_STATUSES, save_events
 from headwater.store.models import Run, RunEvent, utcnow
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 async def end_unattended_run(runtime: "Runtime", run_id: str, status: str,
-                             error: dict[str, Any] | None = None, *, only_from: tuple[str, ...] = LIVE_STATUSES) -> bool:
+                             error: RunFailure | None = None, *, only_from: tuple[str, ...] = LIVE_STATUSES) -> bool:
     """Record the run's end (status, events) unless it already ended; True when this call ended it."""
     async with runtime.sessionmaker() as db:
         run = await db.get(Run, run_id)
@@ -31,14 +32,12 @@ async def end_unattended_run(runtime: "Runtime", run_id: str, status: str,
             return False
         stored_seq = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
         log = EventLog(run_id, max(stored_seq, await runtime.bus.last_seq(run_id)))
-        outputs = {**(run.outputs or {}), "partial": True} if status == "cancelled" else (run.outputs or {})
-        if error is not None:
-            log.emit(ev.ErrorEvent(code=error["code"], message=error["message"]))
-        log.emit(ev.RunFinished(status=status, outputs=outputs, usage=run.usage or {},
-                                elapsed_ms=run.elapsed_ms or 0, error=error))
+        outcome = RunOutcome(status=status, outputs=with_partial_mark(run.outputs or {}, status),
+                             usage=run.usage or {}, elapsed_ms=run.elapsed_ms or 0, error=error)
+        for payload in outcome.events():
+            log.emit(payload)
         result = await db.execute(
-            update(Run).where(Run.id == run_id, Run.status.in_(only_from))
-            .values(status=status, outputs=outputs, error=error, finished_at=utcnow(), owner_id=None)
+            update(Run).where(Run.id == run_id, Run.status.in_(only_from)).values(**outcome.run_columns(utcnow()))
         )
         if result.rowcount != 1:
             await db.rollback()

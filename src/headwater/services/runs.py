@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine.events import Event
 from headwater.errors import NotFound
-from headwater.store.models import Run, RunEvent, utcnow
+from headwater.store.models import Run, RunEvent
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 LIVE_STATUSES = ("queued", "running", "waiting")

@@ -23,8 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine import events as ev
 from headwater.engine.events import Event
-from headwater.errors import HeadwaterError, InvalidInput, RunFailed
-from headwater.providers.base import ProviderError
+from headwater.errors import InvalidInput
 from headwater.runtime import Runtime
 from headwater.services.apps import AppService, AppSnapshot
 from headwater.services.chat import ChatService, TurnRequest, TurnResult
@@ -118,21 +117,6 @@ def citations_of(source: DialectTurn | TurnResult) -> list[dict[str, Any]]:
     Empty unless the app retrieves from knowledge bases; each is a dict with `title`, `url`, `text`, `score`...
     """
     return list(source.citations)
-
-
-def turn_failure(error: dict[str, Any] | None, run_id: str) -> HeadwaterError:
-    """The HTTP error for a non-streamed turn that failed (its run record keeps the details).
-
-    A chatflow turn's error names the status to answer with (`http_status`, the same as the
-    native chatflow route's); a chatbot turn's `status` is the upstream status of a failed model call.
-    """
-    error = error or {}
-    message = error.get("message", "model call failed")
-    if "http_status" in error:
-        return RunFailed({"message": message, "status": error["http_status"]}, run_id)
-    if error.get("code") == "invalid_input":
-        return InvalidInput(message).of_run(run_id)
-    return ProviderError(message, status=error.get("status")).of_run(run_id)
 
 
 def _wrong_kind(app: App) -> InvalidInput:

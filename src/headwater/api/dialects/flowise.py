@@ -37,7 +37,6 @@ from headwater.api.dialects.bot_chat import (
     load_served_app,
     reply_parts,
     start_turn,
-    turn_failure,
 )
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import run_id_header, sse_response
@@ -141,7 +140,7 @@ async def predict(app_id: str, body: PredictionRequest, principal: OptionalKey, 
         return sse_response(_stream_frames(turn, question, override.returnSourceDocuments), run_id=turn.run_id)
     result = await turn.collect()
     if result.error is not None:
-        raise turn_failure(result.error, result.run_id)
+        raise result.error.http_error(result.run_id)
     response: dict[str, Any] = {
         "text": result.text, "question": question,
         "chatId": result.session_id, "chatMessageId": result.message_id, "sessionId": result.session_id,

@@ -27,7 +27,6 @@ from headwater.api.dialects.bot_chat import (
     load_served_app,
     reply_parts,
     start_turn,
-    turn_failure,
 )
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import run_id_header, sse_response
@@ -60,7 +59,7 @@ async def chat(body: ChatRequest, principal: ChatbotKey, db: DbSession, runtime:
     turn = await _start(body, principal.workspace_id, db, runtime)
     result = await turn.collect()
     if result.error is not None:
-        raise turn_failure(result.error, result.run_id)
+        raise result.error.http_error(result.run_id)
     return FastJSONResponse({
         "session_id": result.session_id,
         "message_id": result.message_id,

@@ -78,10 +78,10 @@ class IterationNode(Node):
                     if task.exception() is not None:
                         raise task.exception()
         except NodeError as exc:
-            error = exc.error
+            failure = exc.failure
             index = next((i for i, t in enumerate(tasks) if t.done() and t.exception() is exc), "?")
-            raise NodeFailed(f"item {index}: node '{error['node_id']}': {error['message']}",
-                             code=error["code"], status_code=error["status"]) from None
+            raise NodeFailed(f"item {index}: node '{failure.node_id}': {failure.message}",
+                             code=failure.code, status_code=failure.status) from None
         finally:
             pending = [t for t in tasks if not t.done()]
             for task in pending:
