@@ -4,14 +4,13 @@ a slow HTTP API that records when each request came and went, and the OpenAI-com
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from http.server import ThreadingHTTPServer
 
 import pytest
 from support.provider_mocks import MockState, ServedApp, openai_app
 from support.server import ServerProcess, create_pg_database, drop_pg_database, pg_url
+from threads_support import SlowApi
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -36,35 +35,6 @@ def server(request, tmp_path_factory, pg_skip_reason) -> Iterator[ServerProcess]
         process.stop()
         if database:
             drop_pg_database(database)
-
-
-class SlowApi(BaseHTTPRequestHandler):
-    """GET /slow?ms=N answers after N ms; every request's (path, came, went) is kept in `calls`."""
-
-    calls: list[tuple[str, float, float | None]] = []
-    lock = threading.Lock()
-
-    def do_GET(self):  # noqa: N802 - the http.server hook
-        came = time.monotonic()
-        with self.lock:
-            index = len(self.calls)
-            self.calls.append((self.path, came, None))
-        query = parse_qs(urlsplit(self.path).query)
-        time.sleep(int(query.get("ms", ["0"])[0]) / 1000)
-        body = b'{"ok": true}'
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:  # the caller went away (a stopped tool call)
-            pass
-        with self.lock:
-            self.calls[index] = (self.path, came, time.monotonic())
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ parallel calls, bounds, a human-input pause, app calls, and a real OpenAI-compat
 from __future__ import annotations
 
 import pytest
-from threads_support import call, create_agent, events_of, script, step
+from threads_support import SlowApi, call, create_agent, events_of, script, step
 
 
 def _run(client, app, query: str, **body):
@@ -36,8 +36,6 @@ def test_react_with_two_tool_calls_records_every_thought_call_and_model_call(wor
 
 
 def test_parallel_tool_calls_run_at_the_same_time(workspace, slow_api):
-    from conftest import SlowApi
-
     with workspace.client() as c:
         app = create_agent(c, tools=["http_request"])
         run = _run(c, app, script(step("Both at once.", call("http_request", url=f"{slow_api}/slow?ms=700&n=1"),

@@ -6,7 +6,7 @@ import threading
 import time
 
 import httpx
-from threads_support import call, create_agent, events_of, script, step, wait_for
+from threads_support import SlowApi, call, create_agent, events_of, script, step, wait_for
 
 START = "/api/chat/playground/start"
 
@@ -98,8 +98,6 @@ def test_a_stop_in_the_middle_of_a_tool_call_cancels_it(workspace, slow_api):
         app = create_agent(c, tools=["http_request"])
         workflow = _start(c, script(step("Fetching.", call("http_request", url=f"{slow_api}/slow?ms=20000")),
                                     step("never")), appId=app["id"])
-        from conftest import SlowApi
-
         wait_for(lambda: list(SlowApi.calls), lambda calls: len(calls) == 1)
         started = time.monotonic()
         stopped = c.post(f"/api/chat/playground/{workflow['id']}/stop").json()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from websockets.exceptions import ConnectionClosed
@@ -86,3 +89,32 @@ def close_code(ws, timeout: float = 10.0) -> int | None:
             ws.recv(timeout=timeout)
     except ConnectionClosed as closed:
         return closed.rcvd.code if closed.rcvd else None
+
+
+class SlowApi(BaseHTTPRequestHandler):
+    """GET /slow?ms=N answers after N ms; every request's (path, came, went) is kept in `calls`."""
+
+    calls: list[tuple[str, float, float | None]] = []
+    lock = threading.Lock()
+
+    def do_GET(self):  # noqa: N802 - the http.server hook
+        came = time.monotonic()
+        with self.lock:
+            index = len(self.calls)
+            self.calls.append((self.path, came, None))
+        query = parse_qs(urlsplit(self.path).query)
+        time.sleep(int(query.get("ms", ["0"])[0]) / 1000)
+        body = b'{"ok": true}'
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the caller went away (a stopped tool call)
+            pass
+        with self.lock:
+            self.calls[index] = (self.path, came, time.monotonic())
+
+    def log_message(self, *args):
+        pass

@@ -53,6 +53,7 @@ class EventPayload:
     TYPE: ClassVar[str]
     # (field name, always written) per subclass, filled by _payload below.
     _WIRE_FIELDS: ClassVar[tuple[tuple[str, bool], ...]] = ()
+    _FAILURE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     @property
     def type(self) -> str:
@@ -70,6 +71,8 @@ def _payload(cls: type) -> type:
     """Make `cls` a frozen keyword-only dataclass and register it under its TYPE."""
     cls = dataclass(frozen=True, slots=True, kw_only=True)(cls)
     cls._WIRE_FIELDS = tuple((f.name, f.default is MISSING and f.default_factory is MISSING) for f in fields(cls))
+    # Fields holding a RunFailure (kept as its JSON object); a tool call's `error` is plain text.
+    cls._FAILURE_FIELDS = tuple(f.name for f in fields(cls) if "RunFailure" in str(f.type))
     _PAYLOAD_TYPES[cls.TYPE] = cls
     return cls
 
@@ -299,8 +302,9 @@ def payload_from(type_: str, data: JSONObject) -> EventPayload:
     if cls is None:
         return UnknownEvent(type_, data)
     fields_ = {name: data.get(name) for name, always in cls._WIRE_FIELDS if always or name in data}
-    if "error" in fields_:
-        fields_["error"] = RunFailure.from_data(fields_["error"])
+    for name in cls._FAILURE_FIELDS:
+        if name in fields_:
+            fields_[name] = RunFailure.from_data(fields_[name])
     return cls(**fields_)
 
 
