@@ -102,14 +102,16 @@ def test_a_chatflows_human_input_node_is_answered_through_input(workspace):
 
 def test_the_websocket_pushes_messages_status_and_tokens_in_order(workspace, server):
     with workspace.client() as c:
-        app = create_agent(c, tools=["calculator"])
+        # Actionplan: its answer streams while it is written (a react agent sends it when its last call ends).
+        app = create_agent(c, tools=["calculator"], mode="actionplan")
         chat = _chat(c, app)
         path = f"/chats/{chat['id']}/ws"
         with socket(server.base_url, path, workspace.admin_key) as first:
             assert json.loads(first.recv(timeout=10)) == {"type": "status", "status": "ready"}
             words = "slowly " * 20
             c.post(f"/chats/{chat['id']}/messages", json={"message": script(
-                step("", call("calculator", expression="1 + 1")), step(words.strip(), delay_ms=100))})
+                step("1. Add"), step("", call("calculator", expression="1 + 1")), step("added"),
+                step(words.strip(), delay_ms=150))})
             head = frames_until(first, lambda f: f["type"] == "token")
             assert [f["type"] for f in head[:2]] == ["message", "status"]
             assert head[0]["message"]["role"] == "user" and head[1]["status"] == "running"

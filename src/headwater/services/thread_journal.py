@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -199,30 +200,63 @@ def log_entry(run_id: str, seq: int, payload: ev.EventPayload, at: float) -> dic
     return None
 
 
+class ItemRow(NamedTuple):
+    id: str
+    kind: str
+    stamp: int
+    run_id: str | None
+    message_id: str | None
+    data: dict[str, Any]
+
+
+class MessageRow(NamedTuple):
+    id: str
+    role: str
+    content: str
+    meta: dict[str, Any]
+    run_id: str | None
+    created_at: datetime
+
+
 @dataclass(slots=True)
 class JournalRow:
     """An item as read back: the journal row, and for a message its session row."""
 
-    item: ThreadItem
-    message: Message | None
+    item: ItemRow
+    message: MessageRow | None
 
     @property
     def created_at(self) -> float:
         return stamp_seconds(self.item.stamp)
 
 
+_items, _messages = ThreadItem.__table__, Message.__table__
+# Columns, not ORM objects: a poll of a long thread reads a thousand rows.
+_READ_ITEMS = (
+    select(_items.c.id, _items.c.kind, _items.c.stamp, _items.c.run_id, _items.c.message_id, _items.c.data,
+           _messages.c.id.label("m_id"), _messages.c.role, _messages.c.content, _messages.c.meta,
+           _messages.c.run_id.label("m_run_id"), _messages.c.created_at)
+    .select_from(_items.outerjoin(_messages, and_(_items.c.kind == MESSAGE, _messages.c.id == _items.c.message_id)))
+    .order_by(_items.c.stamp)
+)
+
+
 async def read_items(db: AsyncSession, thread_id: str, *, after_stamp: int = 0, kinds: tuple[str, ...] | None = None
                      ) -> list[JournalRow]:
     """The thread's items stamped after `after_stamp`, in stamp order (messages with their rows)."""
-    query = (
-        select(ThreadItem, Message)
-        .outerjoin(Message, and_(ThreadItem.kind == MESSAGE, Message.id == ThreadItem.message_id))
-        .where(ThreadItem.thread_id == thread_id, ThreadItem.stamp > after_stamp)
-        .order_by(ThreadItem.stamp)
-    )
+    query = _READ_ITEMS.where(_items.c.thread_id == thread_id, _items.c.stamp > after_stamp)
     if kinds is not None:
-        query = query.where(ThreadItem.kind.in_(kinds))
-    return [JournalRow(item, message) for item, message in await db.execute(query)]
+        query = query.where(_items.c.kind.in_(kinds))
+    rows = []
+    for r in await db.execute(query):
+        message = (MessageRow(r.m_id, r.role, r.content, r.meta or {}, r.m_run_id, _aware(r.created_at))
+                   if r.m_id is not None else None)
+        rows.append(JournalRow(ItemRow(r.id, r.kind, r.stamp, r.run_id, r.message_id, r.data or {}), message))
+    return rows
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def has_unjournaled_logs(db: AsyncSession, active_run_id: str | None, journal_seq: int) -> bool:

@@ -17,7 +17,9 @@ workspace's thread (or the other dialect's) is a 404.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -371,13 +373,15 @@ def _file(given: dict[str, Any]) -> dict[str, Any]:
 class ThreadSignals:
     """Wakes this process's WebSocket followers of a thread when a turn starts, is answered or stops.
 
-    Followers in other processes notice within their polling interval instead.
+    A follower holds a `watch()` for as long as it follows: a notice that comes while it is busy
+    is kept (the event stays set), so it is never lost between a look at the thread and the next
+    wait. Followers in other processes notice within their polling interval instead.
     """
 
     _by_runtime: "weakref.WeakKeyDictionary[Any, ThreadSignals]" = weakref.WeakKeyDictionary()
 
     def __init__(self) -> None:
-        self._events: dict[str, set[asyncio.Event]] = {}
+        self._watchers: dict[str, set[asyncio.Event]] = {}
 
     @classmethod
     def of(cls, runtime: "Runtime") -> "ThreadSignals":
@@ -387,22 +391,22 @@ class ThreadSignals:
         return signals
 
     def notify(self, thread_id: str) -> None:
-        for event in self._events.get(thread_id, ()):
+        for event in self._watchers.get(thread_id, ()):
             event.set()
 
-    async def wait(self, thread_id: str, timeout: float) -> None:
+    @contextlib.contextmanager
+    def watch(self, thread_id: str) -> Iterator[asyncio.Event]:
+        """An event set by every notice about the thread; clear it before looking, wait on it after."""
         event = asyncio.Event()
-        self._events.setdefault(thread_id, set()).add(event)
+        self._watchers.setdefault(thread_id, set()).add(event)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+            yield event
         finally:
-            waiters = self._events.get(thread_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._events[thread_id]
+            watchers = self._watchers.get(thread_id)
+            if watchers is not None:
+                watchers.discard(event)
+                if not watchers:
+                    del self._watchers[thread_id]
 
 
 __all__ = ["ThreadService", "ThreadView", "ThreadSignals", "ChatData", "Turn", "StepProgress"]

@@ -208,18 +208,20 @@ class ChatSocket:
 
     async def _send_all(self) -> None:
         await self._send_status(self.view)
-        signals = ThreadSignals.of(self.runtime)
         followed: str | None = None
-        while True:
-            view = await self.service.get(self.workspace_id, self.view.id)
-            await self._send_messages()
-            await self._send_status(view)
-            run_id = view.thread.active_run_id
-            if view.live and run_id and run_id != followed:
-                followed = run_id
-                await self._follow(run_id, await self._start_seq(run_id, view))
-                continue
-            await signals.wait(self.view.id, IDLE_POLL_SECONDS)
+        with ThreadSignals.of(self.runtime).watch(self.view.id) as noticed:
+            while True:
+                noticed.clear()
+                view = await self.service.get(self.workspace_id, self.view.id)
+                await self._send_messages()
+                await self._send_status(view)
+                run_id = view.thread.active_run_id
+                if view.live and run_id and run_id != followed:
+                    followed = run_id
+                    await self._follow(run_id, await self._start_seq(run_id, view))
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(noticed.wait(), IDLE_POLL_SECONDS)
 
     async def _start_seq(self, run_id: str, view: ThreadView) -> int:
         """A turn that started after we came is followed from its start, one going on from now."""
