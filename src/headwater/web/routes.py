@@ -127,8 +127,12 @@ async def sign_in(body: SignIn, request: Request, db: DbSession, runtime: Runtim
         if not admin_password_matches(runtime.settings, body.username or "", body.password or ""):
             raise Unauthorized("wrong user name or password")
         principal = admin_user_principal()
-    opened = await StudioSessionService(db, runtime.settings).open(principal)
-    session = ActiveSession(opened.principal, opened.expires_at, opened.method, None)
+    sessions = StudioSessionService(db, runtime.settings)
+    opened = await sessions.open(principal)
+    # Read back as every later request will see it (and with the key's name, for the page).
+    session = await sessions.resolve(opened.token)
+    if session is None:  # pragma: no cover - only if the key was deleted in between
+        raise Unauthorized("this API key is not valid (or was deleted)")
     response = FastJSONResponse(_session_body(opened.csrf_token, session), status_code=201)
     _set_cookie(response, request, opened.token, opened.expires_at)
     return response

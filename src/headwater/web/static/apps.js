@@ -465,7 +465,7 @@ async function renderEditor(container, app, kind) {
     pageHeader(app ? app.name : `New ${kind}`, h("span", { class: `badge kind-${kind}` }, kind), ...(app ? appActions(app, box) : [])),
     box,
     h("div", { class: "editor-layout" },
-      h("section", { class: "card editor-pane", "aria-label": "Definition" },
+      h("section", { class: "card editor-pane", "aria-label": "Definition editor" },
         h("div", { class: "editor-toolbar" },
           h("label", { for: editorId }, "Definition"), formatSelect, status, saveButton),
         textarea,

@@ -4,7 +4,7 @@
 //   chatflow/workflow  POST /v1/runs?stream=true (engine events), POST /v1/runs/{id}/input to answer a pause
 import { formatBytes, h, replace, uid } from "./dom.js";
 import { ApiError, del, get, raw, sseEvents } from "./api.js";
-import { alertBox, describeError, emptyState, field, pageHeader } from "./ui.js";
+import { alertBox, describeError, emptyState, field, formatScore, icon, pageHeader } from "./ui.js";
 
 const MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024;
 
@@ -52,7 +52,7 @@ function renderChat(container, app, apps) {
   const message = h("textarea", { id: messageId, rows: 2, name: "message", placeholder: app.kind === "workflow" ? "" : "Write a message…" });
   const attachInput = h("input", { type: "file", multiple: true, class: "sr-only", id: uid("attach"),
     accept: "image/*,.pdf,.txt,.md,.html,.csv,.json,.docx,.pptx" });
-  const attachLabel = h("label", { for: attachInput.id, class: "button ghost", tabindex: "0", role: "button" }, "📎 Attach");
+  const attachLabel = h("label", { for: attachInput.id, class: "button ghost", tabindex: "0", role: "button" }, icon("clip"), "Attach");
   attachLabel.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") {
       event.preventDefault();
@@ -231,7 +231,7 @@ function answerBubble(app) {
         h("summary", {}, `${items.length} source${items.length === 1 ? "" : "s"}`),
         h("ol", {}, items.map((c) => h("li", {},
           c.url ? h("a", { href: c.url, target: "_blank", rel: "noopener noreferrer" }, c.title || c.url) : h("strong", {}, c.title || c.file_name || "document"),
-          typeof c.score === "number" ? h("span", { class: "muted" }, ` · score ${c.score.toFixed(3)}`) : null,
+          typeof c.score === "number" ? h("span", { class: "muted" }, ` · score ${formatScore(c.score)}`) : null,
           c.text ? h("blockquote", {}, c.text.length > 400 ? `${c.text.slice(0, 400)}…` : c.text) : null)))));
     },
   };

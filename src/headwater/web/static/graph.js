@@ -102,6 +102,8 @@ export function drawGraph(graph, problems = []) {
     "aria-label": `Graph with ${nodes.length} nodes and ${edges.length} edges${byNode.size ? `, ${byNode.size} with problems` : ""}`,
     preserveAspectRatio: "xMidYMin meet",
   });
+  // Never drawn larger than life: a three-node graph should not fill a wide screen.
+  root.style.maxWidth = `${width}px`;
   root.append(svg("defs", {},
     svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
       svg("path", { d: "M0 0 L10 5 L0 10 z", class: "arrow-head" })),

@@ -1,7 +1,7 @@
 // The API Keys dialog: list (masked), New API Key (the full key shown once), delete with a confirmation.
 import { h, replace, formatDate } from "./dom.js";
 import { del, get, post } from "./api.js";
-import { alertBox, confirmDialog, copyText, field, openDialog, toast } from "./ui.js";
+import { alertBox, confirmDialog, copyText, field, icon, openDialog, toast } from "./ui.js";
 
 const SCOPES = [
   ["chatbot", "chatbot: run apps, read their conversations"],
@@ -47,7 +47,7 @@ export function openKeysDialog() {
         h("th", { scope: "col", class: "hide-narrow" }, "Scopes"), h("th", { scope: "col", class: "hide-narrow" }, "Last used"),
         h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
       h("tbody", {}, keys.map((key) => {
-        const trash = h("button", { type: "button", class: "icon-button danger", "aria-label": `Delete API key ${key.name}`, title: "Delete" }, trashIcon());
+        const trash = h("button", { type: "button", class: "icon-button danger", "aria-label": `Delete API key ${key.name}`, title: "Delete" }, icon("trash"));
         trash.addEventListener("click", async () => {
           const ok = await confirmDialog({
             title: "Delete API key?",
@@ -147,18 +147,4 @@ function showCreatedKey(dialog, created) {
   );
   keyField.focus();
   keyField.select();
-}
-
-function trashIcon() {
-  const ns = "http://www.w3.org/2000/svg";
-  const icon = document.createElementNS(ns, "svg");
-  icon.setAttribute("viewBox", "0 0 24 24");
-  icon.setAttribute("width", "18");
-  icon.setAttribute("height", "18");
-  icon.setAttribute("aria-hidden", "true");
-  const path = document.createElementNS(ns, "path");
-  path.setAttribute("d", "M9 3h6l1 2h4v2H4V5h4l1-2zm-3 6h12l-1 12H7L6 9zm4 2v8h2v-8h-2zm4 0v8h2v-8h-2z");
-  path.setAttribute("fill", "currentColor");
-  icon.append(path);
-  return icon;
 }

@@ -2,7 +2,7 @@
 // and try a query to see the ranked chunks with their scores.
 import { formatBytes, formatDate, h, replace, statusBadge, uid } from "./dom.js";
 import { del, get, post, upload } from "./api.js";
-import { alertBox, confirmDialog, emptyState, field, pageHeader, toast } from "./ui.js";
+import { alertBox, confirmDialog, emptyState, field, formatScore, icon, pageHeader, toast } from "./ui.js";
 
 const PENDING = new Set(["queued", "indexing"]);
 
@@ -103,7 +103,7 @@ async function renderBase(container, kbId) {
         h("th", { scope: "col", class: "num hide-narrow" }, "Size"), h("th", { scope: "col", class: "num hide-narrow" }, "Chunks"),
         h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")))),
       h("tbody", {}, docs.map((doc) => {
-        const remove = h("button", { type: "button", class: "icon-button danger", "aria-label": `Delete document ${doc.title}`, title: "Delete" }, "🗑");
+        const remove = h("button", { type: "button", class: "icon-button danger", "aria-label": `Delete document ${doc.title}`, title: "Delete" }, icon("trash"));
         remove.addEventListener("click", async () => {
           const ok = await confirmDialog({ title: "Delete document?", message: `Delete "${doc.title}" and its chunks from ${kb.name}?`, confirmLabel: "Delete document" });
           if (!ok) return;
@@ -181,7 +181,7 @@ async function renderBase(container, kbId) {
           h("div", { class: "chunk-head" },
             h("span", { class: "rank" }, `#${i + 1}`),
             h("strong", {}, chunk.title || "document"),
-            h("span", { class: "score" }, `score ${Number(chunk.score).toFixed(4)}`)),
+            h("span", { class: "score" }, `score ${formatScore(chunk.score)}`)),
           chunk.url ? h("div", { class: "muted small" }, chunk.url) : null,
           h("p", { class: "chunk-text" }, chunk.text)))));
     } catch (err) {

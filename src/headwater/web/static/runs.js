@@ -142,6 +142,13 @@ async function renderRun(container, runId) {
     return entry;
   };
   const drawEntry = (entry) => {
+    if (entry.status === "running" && !LIVE.has(run.status)) {
+      // The run ended while this node was working (stopped, failed elsewhere): it ended with it.
+      entry.status = ["cancelled", "failed"].includes(run.status) ? run.status : "interrupted";
+      if (entry.elapsed === null && run.finished_at) {
+        entry.elapsed = Math.max(0, new Date(run.finished_at).getTime() - runStart - (entry.start ?? 0));
+      }
+    }
     const total = Math.max(1, ...[...nodes.values()].map((e) => (e.start ?? 0) + (e.elapsed ?? 0)), durationOf(run) || 0);
     const offset = entry.start ?? 0;
     const width = entry.elapsed ?? (entry.status === "running" ? Math.max(0, Date.now() - runStart - offset) : 0);

@@ -1,5 +1,5 @@
 // Shared pieces of the page: messages, dialogs (focus kept inside, Escape closes), confirmations.
-import { h, replace, uid } from "./dom.js";
+import { h, replace, svg, uid } from "./dom.js";
 import { ApiError } from "./api.js";
 
 export function describeError(err, action) {
@@ -153,4 +153,21 @@ export async function copyText(text) {
   } catch {
     return false;
   }
+}
+
+const ICONS = {
+  trash: "M9 3h6l1 2h4v2H4V5h4l1-2zm-3 6h12l-1 12H7L6 9zm4 2v8h2v-8h-2zm4 0v8h2v-8h-2z",
+  clip: "M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5H9V15.5a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v11.5a6 6 0 0 0 12 0v-10h-1.5z",
+};
+
+// A small inline icon (system fonts have no emoji on many servers); decorative: the button carries the label.
+export function icon(name, size = 18) {
+  return svg("svg", { viewBox: "0 0 24 24", width: size, height: size, "aria-hidden": "true", focusable: "false" },
+    svg("path", { d: ICONS[name], fill: "currentColor" }));
+}
+
+export function formatScore(score) {
+  const value = Number(score);
+  if (!Number.isFinite(value)) return String(score);
+  return Math.abs(value) >= 0.001 || value === 0 ? value.toFixed(4) : value.toExponential(2);
 }
