@@ -358,8 +358,8 @@ def test_pages_have_no_horizontal_scroll(browser, studio_server, artifacts, view
         "nodes": [
             {"id": "start", "type": "start", "inputs": [{"name": "topic", "type": "string", "required": True}]},
             {"id": "check", "type": "condition", "cases": [{"id": "long", "when": "{{ start.topic | length > 20 }}"}]},
-            {"id": "short_reply", "type": "llm", "model": "fake/echo", "prompt": "{{ start.topic }}"},
-            {"id": "long_reply", "type": "llm", "model": "fake/echo", "prompt": "Long: {{ start.topic }}"},
+            {"id": "short_reply", "type": "llm", "model": "fake/slow-30", "prompt": "{{ start.topic }}"},
+            {"id": "long_reply", "type": "llm", "model": "fake/slow-30", "prompt": "Long: {{ start.topic }}"},
             {"id": "end", "type": "end", "outputs": {"short": "{{ short_reply.text }}", "long": "{{ long_reply.text }}"}},
         ],
         "edges": [{"source": "start", "target": "check"},

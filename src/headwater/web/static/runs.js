@@ -149,13 +149,16 @@ async function renderRun(container, runId) {
         entry.elapsed = Math.max(0, new Date(run.finished_at).getTime() - runStart - (entry.start ?? 0));
       }
     }
-    const total = Math.max(1, ...[...nodes.values()].map((e) => (e.start ?? 0) + (e.elapsed ?? 0)), durationOf(run) || 0);
     const offset = entry.start ?? 0;
     const width = entry.elapsed ?? (entry.status === "running" ? Math.max(0, Date.now() - runStart - offset) : 0);
+    const total = Math.max(1, durationOf(run) || 0, offset + width,
+      ...[...nodes.values()].map((e) => (e.start ?? 0) + (e.elapsed ?? 0)));
     const bar = h("div", { class: "tl-bar", "aria-hidden": "true" });
     const fill = h("span", { class: `tl-fill status-${entry.status}` });
-    fill.style.marginLeft = `${Math.min(100, (offset / total) * 100)}%`;
-    fill.style.width = `${Math.max(1, Math.min(100, (width / total) * 100))}%`;
+    // Position and length on the run's time axis; never thinner than a sliver, never past the end.
+    const length = Math.max(1.5, Math.min(100, (width / total) * 100));
+    fill.style.marginLeft = `${Math.min((offset / total) * 100, 100 - length)}%`;
+    fill.style.width = `${length}%`;
     bar.append(fill);
     const d = entry.data;
     const details = [];
