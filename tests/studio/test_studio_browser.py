@@ -160,7 +160,7 @@ def test_run_page_follows_a_live_run(studio):
     page = studio.page
     app = chatbot(studio, "fake/slow-100", name="Live bot")
     with studio.api() as api:
-        started = api.post("/v1/runs", json={"app_id": app["id"], "inputs": {"message": " ".join(["tick"] * 50)},
+        started = api.post("/v1/runs", json={"app_id": app["id"], "inputs": {"message": " ".join(["tick"] * 80)},
                                              "background": True})
         assert started.status_code == 202, started.text
     run_id = started.json()["id"]
@@ -170,7 +170,7 @@ def test_run_page_follows_a_live_run(studio):
     expect(node.locator(".badge")).to_have_text("running")
     studio.shot("run-live")
     # No reload: the stream brings the end of the run.
-    expect(node.locator(".badge")).to_have_text("succeeded", timeout=15_000)
+    expect(node.locator(".badge")).to_have_text("succeeded", timeout=30_000)
     expect(page.locator(".run-status .badge")).to_have_text("succeeded")
     expect(page.locator(".live-note")).to_have_text("Run finished")
 
