@@ -17,6 +17,9 @@ from pydantic import Field
 
 from headwater.engine.context import NodeContext
 from headwater.engine.nodes.base import Node, NodeConfig, NodeResult, node_type
+# The same template rules as http_request's JSON body: a lone {{ expr }} keeps its native value.
+from headwater.engine.nodes.http_request import _render_json as _render
+from headwater.engine.nodes.http_request import _string_leaves
 
 
 class McpToolConfig(NodeConfig):
@@ -25,27 +28,6 @@ class McpToolConfig(NodeConfig):
     arguments: dict[str, Any] = Field(default_factory=dict, max_length=100)
     timeout: float = Field(default=30.0, gt=0, le=300)
     fail_on_error: bool = True
-
-
-def _string_leaves(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _string_leaves(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _string_leaves(item)
-
-
-def _render(ctx: NodeContext, value: Any) -> Any:
-    if isinstance(value, str):
-        return ctx.evaluate(value)
-    if isinstance(value, dict):
-        return {key: _render(ctx, item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_render(ctx, item) for item in value]
-    return value
 
 
 @node_type("mcp_tool")
