@@ -8,7 +8,9 @@ from headwater.api.native import apps, health, keys, providers, runs, sessions, 
 from headwater.api.native import knowledge
 from headwater.api.native import metrics
 from headwater.api.native import mcp_servers
+from headwater.api.native import app_documents, provider_models
 from headwater.api.dialects import flowise_upsert
+from headwater.web import routes as studio
 import headwater.knowledge.ingest  # noqa: F401,E402  (registers the ingest_document job handler)
 
 ROUTER_MODULES = [
@@ -16,7 +18,9 @@ ROUTER_MODULES = [
     workspaces,
     keys,
     apps,
+    app_documents,
     providers,
+    provider_models,
     sessions,
     runs,
     metrics,
@@ -27,4 +31,5 @@ ROUTER_MODULES = [
     waterflai_dialect,
     wayscloud_dialect,
     flowise_dialect,
+    studio,
 ]
