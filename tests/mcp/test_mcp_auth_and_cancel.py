@@ -21,7 +21,7 @@ def test_mcp_answers_401_without_a_key_on_every_verb_and_spelling(server):
             for variant in ("/MCP", "//mcp", "/mcp/", "/./mcp", "/%6dcp", "/v1/../mcp"):
                 response = client.request(method, variant, json=INIT, headers=ACCEPT)
                 assert response.status_code in (401, 404, 405, 307), (method, variant)
-                if response.status_code == 307:
+                if response.status_code == 307 and "mcp" in response.headers["location"].lower():
                     assert client.request(method, response.headers["location"], json=INIT,
                                           headers=ACCEPT).status_code in (401, 404, 405)
         wrong = client.post("/mcp", json=INIT, headers={**ACCEPT, "X-API-Key": "hw_not_a_key"})
