@@ -28,6 +28,8 @@ PUBLIC = {
     ("GET", "/studio"),
     ("GET", "/studio/assets/{version}/{name}"),
 }
+# Mounted outside the OpenAPI schema (the MCP SDK's ASGI endpoint), so listed here by hand.
+NOT_IN_OPENAPI = [("GET", "/mcp"), ("POST", "/mcp"), ("DELETE", "/mcp")]
 
 
 def _routes(server) -> list[tuple[str, str]]:
@@ -38,7 +40,7 @@ def _routes(server) -> list[tuple[str, str]]:
         for method in operations:
             if (method.upper(), path) not in PUBLIC:
                 routes.append((method.upper(), concrete))
-    return routes
+    return routes + NOT_IN_OPENAPI
 
 
 def _variants(path: str) -> list[str]:

@@ -7,6 +7,7 @@ from headwater.api.dialects import waterflai as waterflai_dialect
 from headwater.api.native import apps, health, keys, providers, runs, sessions, workspaces
 from headwater.api.native import knowledge
 from headwater.api.native import metrics
+from headwater.api.native import mcp_servers
 from headwater.api.native import app_documents, provider_models
 from headwater.api.dialects import flowise_upsert
 from headwater.web import routes as studio
@@ -24,6 +25,7 @@ ROUTER_MODULES = [
     runs,
     metrics,
     knowledge,
+    mcp_servers,
     flowise_upsert,
     openai_dialect,
     waterflai_dialect,
