@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
 
     rate_limit_per_minute: int = 120
+    # Studio (web page) sign-in: how long a session cookie lasts, and sign-in attempts per client per minute.
+    studio_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    studio_sign_in_per_minute: int = 10
     max_body_bytes: int = 10 * 1024 * 1024
 
     local_model_path: Path | None = Field(default=None, description="A GGUF file; default: the packaged Gemma 3 270M.")

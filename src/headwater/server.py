@@ -10,6 +10,7 @@ from headwater.api.responses import FastJSONResponse
 
 from headwater import __version__
 from headwater.api.errors import install_error_handlers
+from headwater.api.mcp_server import McpServer
 from headwater.api.middleware import BodySizeLimit, RateLimitHeaders
 from headwater.api.routes import ROUTER_MODULES
 from headwater.boot import close_runtime, open_runtime
@@ -20,13 +21,15 @@ log = logging.getLogger("headwater")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    mcp = McpServer()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runtime, keeper = await open_runtime(settings, "api")
         app.state.runtime = runtime
         try:
-            yield
+            async with mcp.running():  # the MCP session manager's sessions end before the runtime
+                yield
         finally:
             await close_runtime(runtime, keeper)
 
@@ -36,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in ROUTER_MODULES:
         app.include_router(module.router)
+    mcp.install(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -9,7 +9,10 @@ from headwater.api.dialects import playground as playground_dialect
 from headwater.api.native import apps, health, keys, providers, runs, sessions, workspaces
 from headwater.api.native import knowledge
 from headwater.api.native import metrics
+from headwater.api.native import mcp_servers
+from headwater.api.native import app_documents, provider_models
 from headwater.api.dialects import flowise_upsert
+from headwater.web import routes as studio
 import headwater.knowledge.ingest  # noqa: F401,E402  (registers the ingest_document job handler)
 
 ROUTER_MODULES = [
@@ -17,11 +20,14 @@ ROUTER_MODULES = [
     workspaces,
     keys,
     apps,
+    app_documents,
     providers,
+    provider_models,
     sessions,
     runs,
     metrics,
     knowledge,
+    mcp_servers,
     flowise_upsert,
     openai_dialect,
     waterflai_dialect,
@@ -29,4 +35,5 @@ ROUTER_MODULES = [
     flowise_dialect,
     flowgen_dialect,
     playground_dialect,
+    studio,
 ]
