@@ -9,24 +9,7 @@ import time
 import pytest
 from mcp_support import create_app
 from remote_support import mcp_flow, register, start_remote
-from support.server import ServerProcess, dump_database
-
-
-@pytest.fixture(scope="module")
-def intranet(tmp_path_factory):
-    """A Headwater instance that allows private egress (an intranet setup), on SQLite."""
-    process = ServerProcess(data_dir=tmp_path_factory.mktemp("intranet"),
-                            extra_env={"HEADWATER_EGRESS_ALLOW_PRIVATE": "true"})
-    process.start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    server = start_remote(tmp_path_factory.mktemp("remote"))
-    yield server
-    server.stop()
+from support.server import dump_database
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +30,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from headwater.engine.agent.mcp_tools import SERVER_NAME
 from headwater.engine.errors import NodeFailed
 from headwater.errors import Conflict, HeadwaterError, InvalidInput, NotFound
 from headwater.runtime import Runtime
@@ -38,7 +38,7 @@ from headwater.store.mcp_models import McpServer
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME_PATTERN = SERVER_NAME  # agents name its tools mcp:<name>/<tool>
 TOOLS_TTL_SECONDS = 60.0
 DEFAULT_TIMEOUT_SECONDS = 30.0
 _MAX_RESULT_TEXT = 200_000

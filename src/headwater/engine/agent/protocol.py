@@ -24,7 +24,7 @@ from headwater.engine.agent.tools import Tool
 from headwater.providers.base import ChatMessage, GenerationParams, ToolCall, ToolSpec
 
 _FINAL = re.compile(r"final answer\s*:\s*(.*)", re.IGNORECASE | re.DOTALL)
-_ACTION = re.compile(r"action\s*:\s*([A-Za-z_]+)\s*\n+\s*action input\s*:\s*(.*)", re.IGNORECASE | re.DOTALL)
+_ACTION = re.compile(r"action\s*:\s*([A-Za-z0-9_-]+)\s*\n+\s*action input\s*:\s*(.*)", re.IGNORECASE | re.DOTALL)
 _THOUGHT = re.compile(r"thought\s*:\s*(.*?)(?:\n\s*(?:action|final answer)\s*:|$)", re.IGNORECASE | re.DOTALL)
 # A model that goes on to imagine the tool's answer: what follows is not part of its input.
 _IMAGINED = re.compile(r"\n\s*observation\s*:", re.IGNORECASE)

@@ -8,11 +8,13 @@
 - `code`: the code node's sandbox, only on servers that enable the code node.
 - `human_input`: asks the user and waits; the agent loop pauses the run for it
   (its `run` is None: nothing executes until the answer comes).
+- `mcp:<server>/<tool>`: a tool of a registered remote MCP server (engine/agent/mcp_tools.py).
 
 A tool returns the text the model observes. A `ToolError` (or any `HeadwaterError`:
 a refused URL, an unknown app) is an observation too, `error: ...`, so the model can
-react; it is recorded as the call's error. Arguments arrive as the model wrote them
-and are checked here, never trusted.
+react; it is recorded as the call's error. A `ToolUnavailable` (a remote MCP server
+that is down or too slow) is not: it fails the run with its typed code. Arguments
+arrive as the model wrote them and are checked here, never trusted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from headwater.errors import HeadwaterError
 
 if TYPE_CHECKING:
     from headwater.engine.context import NodeContext
+    from headwater.engine.errors import NodeFailed
 
 log = logging.getLogger(__name__)
 HUMAN_INPUT = "human_input"
@@ -42,6 +45,14 @@ class ToolError(Exception):
     """The call cannot be done as asked; the message is what the model is told."""
 
 
+class ToolUnavailable(Exception):
+    """The service behind the tool cannot be reached: the run fails with `failure` (a typed NodeFailed)."""
+
+    def __init__(self, failure: "NodeFailed"):
+        super().__init__(failure.detail)
+        self.failure = failure
+
+
 @dataclass(frozen=True, slots=True)
 class Tool:
     name: str
@@ -50,6 +61,11 @@ class Tool:
     primary: str  # the argument a text-protocol model's bare input fills
     text_input: str  # what that bare input is, for the text protocol's tool list
     run: Callable[["NodeContext", "ToolSettings", dict[str, Any]], Awaitable[str]] | None
+    ref: str | None = None  # how the agent's config names it, when not `name` (mcp:<server>/<tool>)
+
+    @property
+    def shown_name(self) -> str:
+        return self.ref or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +182,7 @@ async def run_tool(ctx: "NodeContext", settings: ToolSettings, tool: Tool, argum
     assert tool.run is not None, "human_input is answered by the user, not run"
     try:
         return await tool.run(ctx, settings, arguments)
-    except (ToolError, CalculationError):
+    except (ToolError, ToolUnavailable, CalculationError):
         raise
     except HeadwaterError as exc:  # a refused URL, an unknown app, a sandbox refusal
         raise ToolError(exc.detail) from None

@@ -10,7 +10,8 @@ Agent apps run as a graph with this node (services/implied_graphs.py).
   as a react loop of its own (with tools), and a last call, without tools, writes the
   answer, streamed. The plan and each step's progress are events (`agent_plan`,
   `agent_step`).
-- Tools are the ones of engine/agent/tools.py, spoken natively when the provider
+- Tools are the ones of engine/agent/tools.py and, as `mcp:<server>/<tool>`, those of the
+  workspace's remote MCP servers (engine/agent/mcp_tools.py), spoken natively when the provider
   supports tool calling and in the ReAct text format otherwise (engine/agent/protocol.py).
 - Bounds: `max_steps` model calls with tools, and `max_tokens` tokens in all (prompt
   and completion, every call counted); past either the agent stops and says so.
@@ -42,12 +43,14 @@ from headwater.engine.agent.protocol import (
     message_to_state,
     parse_arguments,
 )
+from headwater.engine.agent.mcp_tools import is_mcp_ref, mcp_tools, parse_ref
 from headwater.engine.agent.tools import (
     HUMAN_INPUT,
     TOOLS,
     Tool,
     ToolError,
     ToolSettings,
+    ToolUnavailable,
     canonical_tool_name,
     run_tool,
 )
@@ -59,6 +62,7 @@ from headwater.providers.base import ChatMessage, GenerationParams, ToolCall, Us
 MODES = ("react", "actionplan")
 OBSERVATION_CHARS = 4000
 CALL_MAX_TOKENS = 1024
+MAX_TOOLS = 40
 PLAN_REQUEST = ("Before doing anything, write a plan: a numbered list of at most {limit} short steps that "
                 "lead to the answer. Do not carry them out yet.")
 STEP_REQUEST = ("Step {index} of {total}: {title}\nCarry out this step now (use your tools if it needs them), "
@@ -71,7 +75,7 @@ class AgentConfig(NodeConfig):
     model: ModelName
     instructions: str = Field(default="", max_length=50_000)
     prompt: str = Field(default="{{ sys.query }}", max_length=50_000)
-    tools: list[str] = Field(default_factory=list, max_length=len(TOOLS) + 2)
+    tools: list[str] = Field(default_factory=list, max_length=MAX_TOOLS)
     knowledge_bases: list[str] = Field(default_factory=list, max_length=20)
     mode: str = Field(default="react", min_length=1, max_length=500)
     max_steps: int = Field(default=6, ge=1, le=30)
@@ -83,9 +87,11 @@ class AgentConfig(NodeConfig):
     @classmethod
     def _known_tools(cls, tools: list[str]) -> list[str]:
         names = [canonical_tool_name(t) for t in tools]
-        unknown = [t for t in names if t not in TOOLS]
-        if unknown:
-            raise ValueError(f"unknown tool '{unknown[0]}' (available: {', '.join(TOOLS)})")
+        for name in names:
+            if is_mcp_ref(name):
+                parse_ref(name)  # its server is checked against the workspace when the app is saved
+            elif name not in TOOLS:
+                raise ValueError(f"unknown tool '{name}' (available: {', '.join(TOOLS)}, or mcp:<server>/<tool>)")
         return list(dict.fromkeys(names))
 
     @field_validator("mode")
@@ -170,7 +176,8 @@ class _AgentRun:
             raise NodeFailed(f"mode must be react or actionplan, not {mode[:40]!r}", code="invalid_mode",
                              status_code=422)
         provider, model = await ctx.run.resolve_model(config.model)
-        tools = [TOOLS[name] for name in config.tools if _offered(ctx, name)]
+        tools = [TOOLS[name] for name in config.tools if not is_mcp_ref(name) and _offered(ctx, name)]
+        tools += await mcp_tools(ctx, [name for name in config.tools if is_mcp_ref(name)])
         agent = cls(ctx, config, mode, tools, native=bool(tools) and provider.supports_tools(model))
         agent.provider, agent.model = provider, model
         answer = ctx.human_answer
@@ -193,8 +200,8 @@ class _AgentRun:
             self.messages.append(ChatMessage(role="system", content=system))
         self.messages += ctx.run.history_messages(config.memory_window)
         self.messages.append(ChatMessage(role="user", content=question))
-        ctx.record_inputs(model=config.model, prompt=question, tools=list(self.tools), mode=self.mode,
-                          native_tools=self.protocol.native)
+        ctx.record_inputs(model=config.model, prompt=question, tools=[t.shown_name for t in self.tools.values()],
+                          mode=self.mode, native_tools=self.protocol.native)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -352,12 +359,18 @@ class _AgentRun:
                                      "asked_at_ms": int(time.time() * 1000)})
             else:
                 runnable.append(call)
-        results = await asyncio.gather(*(self._run_call(step, call) for call in runnable))
+        tasks = [asyncio.ensure_future(self._run_call(step, call)) for call in runnable]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:  # one call fails the run (a server down): the others stop with it
+            for task in tasks:
+                task.cancel()
+            raise
         return list(zip(runnable, results))
 
     async def _run_call(self, step: int, call: ToolCall) -> str:
-        name = canonical_tool_name(call.name)
-        tool = self.tools.get(name)
+        tool = self.tools.get(canonical_tool_name(call.name))
+        name = tool.shown_name if tool else call.name
         arguments = parse_arguments(tool, call.arguments)
         started = time.perf_counter()
         result: str | None = None
@@ -368,6 +381,9 @@ class _AgentRun:
             result = (await run_tool(self.ctx, self.settings, tool, arguments))[:OBSERVATION_CHARS]
         except ToolError as exc:
             error = str(exc)[:OBSERVATION_CHARS]
+        except ToolUnavailable as exc:  # the run fails with the typed failure; the call is in the trace
+            error = exc.failure.detail[:OBSERVATION_CHARS]
+            raise exc.failure from None
         except asyncio.CancelledError:
             error = "cancelled"
             raise
