@@ -35,6 +35,7 @@ from headwater.providers.base import (
     GenerationParams,
     ImagePart,
     ProviderError,
+    QueueWait,
     Usage,
 )
 from headwater.runtime import Runtime
@@ -245,9 +246,11 @@ class ChatTurn:
         usage = Usage()
         finish_reason = "stop"
         status, error = "succeeded", None
+        queue = QueueWait()
         try:
             deltas = self.provider.reply_deltas(self.model, self.prompt(), self.params(), streamed=streamed)
             async for delta in deltas:
+                queue.see(delta)
                 if delta.text:
                     parts.append(delta.text)
                     yield self.log.emit(ev.TOKEN, {"node_id": LLM_NODE_ID, "text": delta.text})
@@ -278,7 +281,8 @@ class ChatTurn:
         yield self.log.emit(
             ev.NODE_FINISHED,
             {"node_id": LLM_NODE_ID, "status": node_status, "outputs": {"text": text},
-             "elapsed_ms": self._elapsed_ms(), "usage": usage.as_dict()},
+             "elapsed_ms": self._elapsed_ms(), "usage": usage.as_dict(),
+             **({"inputs": {"queue": waited}} if (waited := queue.as_dict()) else {})},
         )
         if error is not None:
             yield self.log.emit(ev.ERROR, {"code": error["code"], "message": error["message"]})
