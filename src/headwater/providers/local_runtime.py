@@ -87,6 +87,9 @@ class LocalRuntime:
             self._server = xllamacpp.Server(params)
         except RuntimeError as exc:
             raise ProviderUnavailable(f"could not load local model {path}: {exc}") from None
+        # One token now: llama.cpp's loop is surely running afterwards (a Server destroyed
+        # before its loop starts waits for it forever).
+        self._server.handle_completions({"prompt": " ", "max_tokens": 1, "cache_prompt": False}, lambda _: True)
         self.load_seconds = time.perf_counter() - started
         self._counts_lock = threading.Lock()
         self.prompt_tokens = 0
@@ -116,8 +119,8 @@ class LocalRuntime:
         return response.json()
 
     def complete(self, request: dict[str, Any], on_chunk: Callable[[dict[str, Any]], bool]) -> None:
-        """Blocks until the request ends; `on_chunk` returning True ends it early."""
-        self._server.handle_completions(request, on_chunk)
+        """Blocks until the request ends; `on_chunk` returning True ends it early (and so does exiting)."""
+        self._server.handle_completions(request, lambda chunk: _exiting.is_set() or on_chunk(chunk))
 
     def count_prompt(self, tokens: int, cached: int) -> None:
         with self._counts_lock:
@@ -140,9 +143,11 @@ class SlotQueue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._waiting: deque[Ticket] = deque()
         self._running = 0
         self._key: LoadKey | None = None
+        self._closed = False
 
     def submit(self, ticket: Ticket) -> None:
         with self._lock:
@@ -162,13 +167,21 @@ class SlotQueue:
         with self._lock:
             self._running -= 1
             self._admit()
+            if self._running == 0:
+                self._idle.notify_all()
+
+    def close(self, timeout: float) -> bool:
+        """Admit nobody any more; True once no request runs (within `timeout`)."""
+        with self._lock:
+            self._closed = True
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {"slots": self._key.slots if self._key else 0, "busy": self._running, "waiting": len(self._waiting)}
 
     def _admit(self) -> None:
-        while self._waiting:
+        while self._waiting and not self._closed:
             ticket = self._waiting[0]
             fits = self._running == 0 or (ticket.key == self._key and self._running < ticket.key.slots)
             if not fits:
@@ -205,6 +218,7 @@ class Ticket:
 slot_queue = SlotQueue()
 _runtime: LocalRuntime | None = None
 _load_lock = threading.Lock()
+_exiting = threading.Event()
 
 
 def runtime_for(key: LoadKey, resolve_path: Callable[[], Path]) -> LocalRuntime:
@@ -229,10 +243,15 @@ def loaded_runtime() -> LocalRuntime | None:
 
 @atexit.register
 def _unload_at_exit() -> None:
-    # Stop llama.cpp's threads while the interpreter is still whole; a request
-    # still running then is ended by its own cancellation first (the provider's
-    # stream closes with the event loop).
+    # A request thread must not come back from llama.cpp into a finalizing
+    # interpreter: it would be unwound through C++ frames, which aborts the
+    # process. So every request ends now (at its next callback, well within a
+    # second), and then llama.cpp's own threads stop with the model.
     global _runtime
-    if _runtime is not None and slot_queue.snapshot()["busy"] == 0:
+    _exiting.set()
+    if not slot_queue.close(timeout=10):
+        log.warning("local model requests still running at exit")
+        return
+    if _runtime is not None:
         _runtime.close()
         _runtime = None
