@@ -1,7 +1,9 @@
 """The embedded llama.cpp: xllamacpp's `Server` (llama.cpp's own server code, prebuilt wheels).
 
 One model per process, loaded on first use (the server must start without
-paying for it). llama.cpp decodes `slots` requests at once with continuous
+paying for it). Loading takes 1-2 s and holds the GIL throughout (xllamacpp
+builds its Server without releasing it), so the process pauses once then.
+llama.cpp decodes `slots` requests at once with continuous
 batching: each step decodes one token for every running request, plus a
 slice of the prompt of a request that is still reading it.
 
