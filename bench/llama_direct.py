@@ -19,6 +19,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -76,11 +77,12 @@ def generate(runtime: Runtime, prompt: list[int], max_tokens: int) -> dict:
     return {"tokens": tokens, "first_token_s": (first or ended) - started, "total_s": ended - started}
 
 
-def generate_at_once(runtime: Runtime, prompt: list[int], max_tokens: int, streams: int) -> list[dict]:
+def at_once(run: Callable[[], dict], streams: int) -> list[dict]:
+    """`streams` calls of `run` started together, a thread each (as Headwater runs requests)."""
     results: list[dict] = [{}] * streams
 
     def one(index: int) -> None:
-        results[index] = generate(runtime, prompt, max_tokens)
+        results[index] = run()
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
     for thread in threads:
@@ -108,7 +110,7 @@ def main() -> None:
     print("ready", flush=True)
     for line in sys.stdin:
         streams = int(line.split()[1]) if len(line.split()) > 1 else 1
-        print(json.dumps(generate_at_once(runtime, prompt, args.max_tokens, streams)), flush=True)
+        print(json.dumps(at_once(lambda: generate(runtime, prompt, args.max_tokens), streams)), flush=True)
 
 
 if __name__ == "__main__":
