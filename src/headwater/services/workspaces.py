@@ -83,8 +83,8 @@ def first_start_message(settings: Settings, key: str) -> str:
     create = '{"name": "Hello", "slug": "hello", "kind": "chatbot", "config": {"model": "local/gemma-3-270m"}}'
     ask = '{"model": "hello", "messages": [{"role": "user", "content": "What is the capital of France?"}]}'
     curl = f"curl -s {base}/v1/apps {headers} -d '{create}' >/dev/null; curl -s {base}/v1/chat/completions {headers} -d '{ask}'"
-    # The Studio's URL joins these lines once the Studio exists.
     return (
         f"\nHeadwater admin API key (shown once, store it now): {key}\n"
+        f"Studio: {base}/studio (sign in with this key)\n"
         f"First answer from the embedded model:\n  {curl}\n"
     )
