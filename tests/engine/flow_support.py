@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
+from support.sse import sse_frames
 
 
 def node(node_id: str, type_: str, **config: Any) -> dict[str, Any]:
@@ -91,25 +92,6 @@ class Flows:
                     break
         return frames
 
-
-def sse_frames(lines):
-    frame: dict[str, Any] = {}
-    data: list[str] = []
-    for line in lines:
-        if line == "":
-            if data:
-                frame["data"] = json.loads("\n".join(data))
-                yield frame
-            frame, data = {}, []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data.append(value)
-            elif name in ("event", "id"):
-                frame[name] = value
 
 
 def node_started(events: list[dict], node_id: str) -> int:

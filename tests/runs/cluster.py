@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 from support.server import ServerProcess, Workspace
+from support.sse import sse_frames  # noqa: F401  (the suite imports it from here)
 
 REDIS_URL_BASE = "redis://127.0.0.1:6379"
 
@@ -121,28 +122,6 @@ def wait_for(predicate, timeout: float, interval: float = 0.05):
 def run_status(client: httpx.Client, run_id: str) -> str:
     return client.get(f"/v1/runs/{run_id}").json()["status"]
 
-
-def sse_frames(lines):
-    """SSE frames as {"event", "id", "data"} (comments such as pings skipped)."""
-    import json
-
-    frame: dict = {}
-    data: list[str] = []
-    for line in lines:
-        if line == "":
-            if data:
-                frame["data"] = json.loads("\n".join(data))
-                yield frame
-            frame, data = {}, []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "data":
-                data.append(value)
-            elif name in ("event", "id"):
-                frame[name] = value
 
 
 def create_flow(workspace: Workspace, kind: str, nodes: list[dict], edges: list[dict] | None = None) -> dict:

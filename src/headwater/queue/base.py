@@ -56,6 +56,20 @@ class JobQueue(Protocol):
         """Stop delivering; jobs running here stay `running` in the store, for a later delivery."""
 
 
+async def store_job(runtime: "Runtime", kind: str, payload: dict[str, Any], *, workspace_id: str | None,
+                    job_id: str | None, max_attempts: int) -> str:
+    """The job's row, `queued`: what every queue writes before it delivers (a job survives a lost delivery)."""
+    if handler_for(kind) is None:
+        raise ValueError(f"no handler registered for job kind '{kind}'")
+    async with runtime.sessionmaker() as db:
+        job = Job(kind=kind, payload=payload, workspace_id=workspace_id, max_attempts=max_attempts)
+        if job_id:
+            job.id = job_id
+        db.add(job)
+        await db.commit()
+        return job.id
+
+
 async def mark_cancelled(runtime: "Runtime", job_id: str) -> bool:
     async with runtime.sessionmaker() as db:
         result = await db.execute(

@@ -31,9 +31,8 @@ from kombu.pools import ProducerPool
 from sqlalchemy import select
 
 from headwater.config import Settings
-from headwater.queue.base import ACTIVE_JOB_STATUSES, mark_cancelled
+from headwater.queue.base import ACTIVE_JOB_STATUSES, mark_cancelled, store_job
 from headwater.queue.celery_app import QUEUE_NAME, RUN_JOB_TASK, make_celery
-from headwater.queue.handlers import handler_for
 from headwater.store.job_models import Job
 from headwater.store.models import utcnow
 
@@ -70,15 +69,8 @@ class CeleryQueue:
         self, kind: str, payload: dict[str, Any], *, workspace_id: str | None = None,
         job_id: str | None = None, max_attempts: int = 3,
     ) -> str:
-        if handler_for(kind) is None:
-            raise ValueError(f"no handler registered for job kind '{kind}'")
-        async with self.runtime.sessionmaker() as db:
-            job = Job(kind=kind, payload=payload, workspace_id=workspace_id, max_attempts=max_attempts)
-            if job_id:
-                job.id = job_id
-            db.add(job)
-            await db.commit()
-            job_id = job.id
+        job_id = await store_job(self.runtime, kind, payload, workspace_id=workspace_id, job_id=job_id,
+                                 max_attempts=max_attempts)
         # A failed send (broker down) propagates: the caller learns its job is not on its way; the row
         # stays `queued` and the next process start's recover() sends it.
         await self._send(job_id)

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from headwater.queue.base import ACTIVE_JOB_STATUSES, execute_job, mark_cancelled
-from headwater.queue.handlers import handler_for
+from headwater.queue.base import ACTIVE_JOB_STATUSES, execute_job, mark_cancelled, store_job
 from headwater.store.job_models import Job
 
 if TYPE_CHECKING:
@@ -35,15 +34,8 @@ class InProcessQueue:
         self, kind: str, payload: dict[str, Any], *, workspace_id: str | None = None,
         job_id: str | None = None, max_attempts: int = 3,
     ) -> str:
-        if handler_for(kind) is None:
-            raise ValueError(f"no handler registered for job kind '{kind}'")
-        async with self.runtime.sessionmaker() as db:
-            job = Job(kind=kind, payload=payload, workspace_id=workspace_id, max_attempts=max_attempts)
-            if job_id:
-                job.id = job_id
-            db.add(job)
-            await db.commit()
-            job_id = job.id
+        job_id = await store_job(self.runtime, kind, payload, workspace_id=workspace_id, job_id=job_id,
+                                 max_attempts=max_attempts)
         self._start(job_id)
         return job_id
 
