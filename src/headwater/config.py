@@ -25,6 +25,10 @@ class Settings(BaseSettings):
 
     rate_limit_per_minute: int = 120
     max_body_bytes: int = 10 * 1024 * 1024
+    # JSON bodies beyond these shapes are refused before any route parses them (api.middleware.InputGuard).
+    max_json_depth: int = 64
+    max_json_items: int = 50_000
+    max_json_keys: int = 1_000
 
     local_model_path: Path | None = Field(default=None, description="A GGUF file; default: the packaged Gemma 3 270M.")
     local_model_threads: int | None = None

@@ -10,7 +10,7 @@ from headwater.api.responses import FastJSONResponse
 
 from headwater import __version__
 from headwater.api.errors import install_error_handlers
-from headwater.api.middleware import BodySizeLimit, RateLimitHeaders
+from headwater.api.middleware import BodySizeLimit, InputGuard, RateLimitHeaders
 from headwater.api.routes import ROUTER_MODULES
 from headwater.boot import close_runtime, open_runtime
 from headwater.config import Settings, get_settings
@@ -37,5 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in ROUTER_MODULES:
         app.include_router(module.router)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(InputGuard, max_depth=settings.max_json_depth, max_items=settings.max_json_items,
+                       max_keys=settings.max_json_keys)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
