@@ -21,3 +21,12 @@ def tenant_a(server) -> Tenant:
 def tenant_b(server) -> Tenant:
     return Tenant.create(server, "tenant-b")
 
+
+
+def pytest_terminal_summary(terminalreporter):
+    from route_table import COUNTS
+
+    if COUNTS:
+        terminalreporter.write_sep("-", "security checks tried")
+        for name, n in sorted(COUNTS.items()):
+            terminalreporter.write_line(f"{name}: {n}")

@@ -277,3 +277,16 @@ def socket_outcome(port: int, path: str, headers: dict[str, str] | None = None,
         return SocketOutcome(frames=tuple(frames))
     except ConnectionClosed as exc:
         return SocketOutcome(close_code=exc.rcvd.code if exc.rcvd else 1006, frames=tuple(frames))
+
+
+# What the security tests tried, printed at the end of the run (conftest.pytest_terminal_summary).
+COUNTS: dict[str, int] = {}
+
+
+def count(name: str, n: int = 1) -> None:
+    COUNTS[name] = COUNTS.get(name, 0) + n
+
+
+def report(failures: list) -> str:
+    """A failure list as one line each, for the assertion message."""
+    return f"{len(failures)} failing:\n" + "\n".join(str(f) for f in failures)

@@ -14,7 +14,7 @@ import base64
 import uuid
 
 import pytest
-from route_table import PUBLIC, RawClient, detail_of, path_variants, socket_outcome
+from route_table import PUBLIC, RawClient, detail_of, path_variants, socket_outcome, report
 from tenants import unfillable
 
 SPOOFED = {
@@ -79,7 +79,7 @@ def test_every_private_route_refuses_a_caller_without_credentials(server, routes
                     failures.append((str(route), "401 without WWW-Authenticate or with a trace"))
     finally:
         raw.close()
-    assert failures == []
+    assert not failures, report(failures)
 
 
 def test_no_spelling_of_a_private_path_gets_past_auth(server, routes):
@@ -99,7 +99,7 @@ def test_no_spelling_of_a_private_path_gets_past_auth(server, routes):
                         failures.append((str(route), variant, "redirected", target))
     finally:
         raw.close()
-    assert failures == []
+    assert not failures, report(failures)
 
 
 def test_revoked_keys_and_wrong_passwords_are_401_everywhere(server, routes, tenant_a):
@@ -130,7 +130,7 @@ def test_revoked_keys_and_wrong_passwords_are_401_everywhere(server, routes, ten
                     failures.append((str(route), "auth frame", str(outcome)))
     finally:
         raw.close()
-    assert failures == []
+    assert not failures, report(failures)
 
 
 @pytest.mark.parametrize("spoofed", [False, True], ids=["plain", "spoofed-headers"])
@@ -157,4 +157,4 @@ def test_a_key_of_the_wrong_scope_is_403_on_its_own_objects(server, routes, tena
     finally:
         raw.close()
     assert checked >= 30
-    assert failures == []
+    assert not failures, report(failures)

@@ -24,6 +24,7 @@ from starlette.datastructures import UploadFile
 
 from headwater.api.deps import AnyKey, DbSession, RuntimeDep
 from headwater.api.native.knowledge import document_public, documents_from_form
+from headwater.api.native.schemas import ownership_claims
 from headwater.errors import BadRequest, Forbidden, InvalidInput, UnsupportedMediaType
 from headwater.knowledge.fetch import fetch_url, file_name_from_url
 from headwater.services.apps import AppService, AppSnapshot
@@ -72,6 +73,8 @@ async def _form_options(request: Request) -> dict[str, Any]:
         if isinstance(value, UploadFile) or key in ("files", "file"):
             continue
         options[key] = value
+    if problem := ownership_claims(options):
+        raise InvalidInput(problem)
     return options
 
 
@@ -85,6 +88,8 @@ async def _documents_from_json(request: Request, runtime) -> tuple[list[NewDocum
         raise InvalidInput("the body must be a JSON object")
     override = body.get("overrideConfig") if isinstance(body.get("overrideConfig"), dict) else {}
     fields = {**override, **{k: v for k, v in body.items() if k != "overrideConfig"}}
+    if problem := ownership_claims(fields):
+        raise InvalidInput(problem)
     title = _string(fields.get("title") or fields.get("name"), "title")
     metadata = fields.get("metadata") if isinstance(fields.get("metadata"), dict) else None
     documents = []
