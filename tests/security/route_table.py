@@ -13,6 +13,7 @@ import http.client
 import inspect
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -255,26 +256,22 @@ def socket_outcome(port: int, path: str, headers: dict[str, str] | None = None,
     from websockets.exceptions import ConnectionClosed, InvalidStatus
     from websockets.sync.client import connect
 
-    try:
-        socket = connect(f"ws://127.0.0.1:{port}{path}", additional_headers=headers or {}, open_timeout=5,
-                         proxy=None, compression=None)
-    except InvalidStatus as exc:
-        return SocketOutcome(status=exc.response.status_code)
     frames: list[str] = []
     try:
-        if first_frame is not None:
-            socket.send(json.dumps(first_frame))
-        import time
-
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            try:
-                frame = socket.recv(timeout=max(0.01, deadline - time.monotonic()))
-            except TimeoutError:
-                break
-            frames.append(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
-        socket.close()
+        with connect(f"ws://127.0.0.1:{port}{path}", additional_headers=headers or {}, open_timeout=5,
+                     proxy=None, compression=None) as socket:
+            if first_frame is not None:
+                socket.send(json.dumps(first_frame))
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                try:
+                    frame = socket.recv(timeout=max(0.01, deadline - time.monotonic()))
+                except TimeoutError:
+                    break
+                frames.append(frame if isinstance(frame, str) else frame.decode("utf-8", "replace"))
         return SocketOutcome(frames=tuple(frames))
+    except InvalidStatus as exc:
+        return SocketOutcome(status=exc.response.status_code)
     except ConnectionClosed as exc:
         return SocketOutcome(close_code=exc.rcvd.code if exc.rcvd else 1006, frames=tuple(frames))
 
