@@ -38,7 +38,7 @@ def body_schema(route: RouteInfo) -> dict[str, Any] | None:
     operation = openapi()["paths"].get(route.path, {}).get(route.method.lower(), {})
     content = operation.get("requestBody", {}).get("content", {})
     schema = (content.get("application/json") or {}).get("schema")
-    return _resolve(schema) if schema else None
+    return resolve(schema) if schema else None
 
 
 def example_body(route: RouteInfo) -> Any:
@@ -49,12 +49,12 @@ def example_body(route: RouteInfo) -> Any:
 
 
 def example(schema: dict[str, Any], depth: int = 0) -> Any:
-    schema = _resolve(schema)
+    schema = resolve(schema)
     if depth > 8:
         return None
     for combined in ("anyOf", "oneOf", "allOf"):
         if combined in schema:
-            options = [_resolve(s) for s in schema[combined] if _resolve(s).get("type") != "null"]
+            options = [resolve(s) for s in schema[combined] if resolve(s).get("type") != "null"]
             return example(options[0], depth + 1) if options else None
     if "enum" in schema:
         return schema["enum"][0]
@@ -82,7 +82,7 @@ def example(schema: dict[str, Any], depth: int = 0) -> Any:
     return "x"
 
 
-def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+def resolve(schema: dict[str, Any]) -> dict[str, Any]:
     while "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         schema = openapi()["components"]["schemas"][name]

@@ -80,10 +80,12 @@ class InputGuard:
     - A NUL character in the path or the query: PostgreSQL cannot store one in text, so
       an id carrying it would fail deep down as a 500 (400 here instead).
     - A JSON body that is not JSON, is not UTF-8, nests deeper than `max_depth`, holds
-      more than `max_items` values or an object with more than `max_keys` keys, or has a
-      string with a NUL character (422). A million-key object is cheap to send and, left
-      to the route, costs a validation error per key: seconds of CPU and a gigabyte of
-      memory. Parsing here with orjson costs a fraction of that and nothing is kept.
+      more than `max_items` values or an object with more than `max_keys` keys (422). A
+      million-key object is cheap to send and, left to the route, costs a validation
+      error per key: seconds of CPU and a gigabyte of memory. Parsing here with orjson
+      costs a fraction of that and nothing is kept.
+    - A string with a NUL character or a number beyond the 64-bit integer range in a JSON
+      body (422): neither store holds them, so they would fail deep down as a 500.
     The checked body is handed on unchanged; later `receive` calls (a client disconnecting
     from a stream) go to the connection as before.
     """
@@ -144,6 +146,8 @@ def _shape_problem(value, max_depth: int, max_items: int, max_keys: int) -> str 
             if "\x00" in node:
                 return "strings in the body may not contain NUL characters"
             continue
+        if isinstance(node, (int, float)) and not -(2**63) <= node < 2**63:  # orjson reads big ints as floats
+            return "numbers in the body must lie within the 64-bit integer range"
         if not isinstance(node, (dict, list)):
             continue
         if depth > max_depth:
