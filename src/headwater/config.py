@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,15 @@ class Settings(BaseSettings):
     flow_run_timeout_seconds: float = 3600.0
     # User-given URLs (http_request node, URL ingestion) may reach private addresses: intranet setups only.
     egress_allow_private: bool = False
+
+    # Observability: logs on stderr as JSON lines or text, one line per request; traces of runs over
+    # OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318) when set, none otherwise.
+    log_format: Literal["json", "text"] = "text"
+    log_level: str = "INFO"
+    log_requests: bool = True
+    otel_endpoint: str | None = None
+    # Idle SSE streams get a `: ping` comment this often (CONTRACTS: at most 15 s).
+    sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
 
     @property
     def resolved_database_url(self) -> str:

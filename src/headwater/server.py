@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from headwater.api.responses import FastJSONResponse
 
-from headwater import __version__
+from headwater import __version__, telemetry
+from headwater.api.access import AccessLog
 from headwater.api.errors import install_error_handlers
 from headwater.api.middleware import BodySizeLimit, InputGuard, RateLimitHeaders
 from headwater.api.routes import ROUTER_MODULES
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        telemetry.configure_logging(settings)
         runtime, keeper = await open_runtime(settings, "api")
         app.state.runtime = runtime
         try:
@@ -40,4 +42,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(InputGuard, max_depth=settings.max_json_depth, max_items=settings.max_json_items,
                        max_keys=settings.max_json_keys)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog, enabled=settings.log_requests)  # outermost: sees every answer, 413s too
     return app

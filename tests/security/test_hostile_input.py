@@ -23,6 +23,7 @@ import httpx
 import pytest
 from bodies import body_schema, example_body, resolve
 from route_table import RawClient, count, detail_of, report
+from dialect_calls import DIALECT_CALLS
 from tenants import BODY_REFS, Tenant, object_for, sqlite_only
 
 MALFORMED = [b"{not json", b'{"a": }', b"[1, 2", b'{"a": "unterminated', b"\xef\xbb\xbf{}{}", b"{'single': 1}",
@@ -422,45 +423,3 @@ def test_flows_naming_a_python_module_as_a_node_type_are_refused(server, tenant_
     count("hostile inputs: module names as node types and tools", len(MODULE_NODE_TYPES) * (4 if checks_tools else 3))
     assert not failures, report(failures)
     assert after == before
-
-
-# -- the dialects, each driven with one user message, returning the reply's text ------------------
-
-
-def _post(tenant: Tenant, path: str, body: dict, **kwargs) -> httpx.Response:
-    with tenant.client() as client:
-        response = client.post(path, json=body, **kwargs)
-    assert response.status_code in (200, 202), f"{path}: {response.status_code} {response.text}"
-    return response
-
-
-def _native(kind: str):
-    def call(tenant: Tenant, message: str) -> str:
-        app = tenant.value({"chatbot": "chatbot_app", "chatflow": "chatflow_app", "workflow": "workflow_app"}[kind])
-        inputs = {"message": message, "query": message} if kind != "workflow" else {"topic": message}
-        run = _post(tenant, "/v1/runs", {"app_id": app, "inputs": inputs}).json()
-        return str(run["outputs"])
-
-    return call
-
-
-DIALECT_CALLS = {
-    "native chatbot": _native("chatbot"),
-    "native chatflow": _native("chatflow"),
-    "native workflow": _native("workflow"),
-    "openai": lambda t, m: _post(t, "/v1/chat/completions", {
-        "model": t.value("chatbot_app"), "messages": [{"role": "user", "content": m}]}).json()[
-        "choices"][0]["message"]["content"],
-    "waterflai chatflow": lambda t, m: _post(t, f"/execute_chatflow/{t.value('chatflow_app')}/execute", {
-        "input_data": {"query": m}}).json()["choices"][0]["message"]["content"],
-    "waterflai workflow": lambda t, m: str(_post(t, f"/execute_workflow/{t.value('workflow_app')}/execute", {
-        "input_data": {"topic": m}}).json()["outputs"]),
-    "wayscloud chatbot": lambda t, m: _post(t, "/v1/chatbot/api/chat", {
-        "bot_id": t.value("chatbot_app"), "message": m}).json()["response"],
-    "wayscloud chatflow": lambda t, m: _post(t, "/v1/chatbot/api/chat", {
-        "bot_id": t.value("chatflow_app"), "message": m}).json()["response"],
-    "flowise chatbot": lambda t, m: _post(t, f"/api/v1/prediction/{t.value('chatbot_app')}", {
-        "question": m}).json()["text"],
-    "flowise chatflow": lambda t, m: _post(t, f"/api/v1/prediction/{t.value('chatflow_app')}", {
-        "question": m}).json()["text"],
-}
