@@ -1,39 +1,150 @@
-"""Every dialect's way of running an app, each given one user message and returning the reply's text.
+"""Every dialect's way of running an app, each given one user message.
 
-Used wherever a test must go through every dialect (template syntax is data;
-no secret reaches a log line or a span). Streamed calls read the whole stream.
-The apps are the tenant's (tenants.MAKERS), so a test may seed its own.
+`DIALECT_REQUESTS` says how each dialect (streamed and not) asks for a run;
+`call(name, tenant, message)` sends it and reads the whole answer (a stream to
+its end) into a `DialectAnswer`; `DIALECT_CALLS` are the same calls for tests that
+only need the reply's text of a successful run. The apps are the tenant's
+(tenants.MAKERS), so a test may seed its own.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import httpx
 from tenants import Tenant
 
 
-def _post(tenant: Tenant, path: str, body: dict, **kwargs) -> httpx.Response:
-    with tenant.client() as client:
-        response = client.post(path, json=body, **kwargs)
-    assert response.status_code in (200, 202), f"{path}: {response.status_code} {response.text}"
-    return response
+@dataclass(frozen=True)
+class DialectRequest:
+    app: str  # the tenant's object the request runs
+    path: Callable[[str], str]  # the app's id -> the route
+    body: Callable[[str, str], dict]  # (app id, message) -> the body
+    stream: bool = False
+    params: dict = field(default_factory=dict)
+    reply: Callable[[dict], str] = lambda body: ""  # the reply's text in a non-streamed answer
+    # A failed run is answered 200 with its record (status "failed" and the error), not with an HTTP error.
+    fails_in_body: bool = False
 
 
-def _stream(tenant: Tenant, path: str, body: dict, **kwargs) -> str:
-    """The text of every `data:` line's payload, in order (pings and other fields skipped)."""
-    texts = []
-    with tenant.client() as client, client.stream("POST", path, json=body, **kwargs) as response:
-        assert response.status_code == 200, f"{path}: {response.status_code} {response.read()!r}"
-        for line in response.iter_lines():
-            if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]"):
-                texts.append(_text_of(json.loads(line[5:])))
-    return "".join(texts)
+@dataclass
+class DialectAnswer:
+    status: int
+    text: str  # the reply's text (a stream: its tokens)
+    body: str  # the answer as received
+    run_id: str | None
+    elapsed: float
+    stream_errors: list[dict] = field(default_factory=list)  # a stream's error events
+    frames: list = field(default_factory=list)  # a stream's data payloads
 
 
-def _text_of(payload) -> str:
-    if not isinstance(payload, dict):
+def _native(app: str, inputs: Callable[[str], dict], stream: bool = False) -> DialectRequest:
+    return DialectRequest(app, lambda _: "/v1/runs", lambda app_id, m: {"app_id": app_id, "inputs": inputs(m)},
+                          stream, {"stream": "true"} if stream else {}, lambda b: str((b.get("outputs") or {})),
+                          fails_in_body=not stream)
+
+
+def _chat_message(message: str) -> dict:
+    return {"message": message, "query": message}
+
+
+DIALECT_REQUESTS: dict[str, DialectRequest] = {
+    "native chatbot": _native("chatbot_app", _chat_message),
+    "native chatflow": _native("chatflow_app", _chat_message),
+    "native workflow": _native("workflow_app", lambda m: {"topic": m}),
+    "native chatbot streamed": _native("chatbot_app", _chat_message, stream=True),
+    "native chatflow streamed": _native("chatflow_app", _chat_message, stream=True),
+    "openai": DialectRequest(
+        "chatbot_app", lambda _: "/v1/chat/completions",
+        lambda app, m: {"model": app, "messages": [{"role": "user", "content": m}]},
+        reply=lambda b: b["choices"][0]["message"]["content"]),
+    "openai streamed": DialectRequest(
+        "chatbot_app", lambda _: "/v1/chat/completions",
+        lambda app, m: {"model": app, "stream": True, "messages": [{"role": "user", "content": m}]}, stream=True),
+    "waterflai chatflow": DialectRequest(
+        "chatflow_app", lambda app: f"/execute_chatflow/{app}/execute", lambda app, m: {"input_data": {"query": m}},
+        reply=lambda b: b["choices"][0]["message"]["content"]),
+    "waterflai chatflow streamed": DialectRequest(
+        "chatflow_app", lambda app: f"/execute_chatflow/{app}/stream_execute",
+        lambda app, m: {"input_data": {"query": m}}, stream=True),
+    "waterflai workflow": DialectRequest(
+        "workflow_app", lambda app: f"/execute_workflow/{app}/execute", lambda app, m: {"input_data": {"topic": m}},
+        reply=lambda b: str(b.get("outputs")), fails_in_body=True),
+    "waterflai workflow streamed": DialectRequest(
+        "workflow_app", lambda app: f"/execute_workflow/{app}/stream_execute",
+        lambda app, m: {"input_data": {"topic": m}}, stream=True),
+    "wayscloud chatbot": DialectRequest(
+        "chatbot_app", lambda _: "/v1/chatbot/api/chat", lambda app, m: {"bot_id": app, "message": m},
+        reply=lambda b: b["response"]),
+    "wayscloud chatbot streamed": DialectRequest(
+        "chatbot_app", lambda _: "/v1/chatbot/api/chat/stream", lambda app, m: {"bot_id": app, "message": m},
+        stream=True),
+    "wayscloud chatflow": DialectRequest(
+        "chatflow_app", lambda _: "/v1/chatbot/api/chat", lambda app, m: {"bot_id": app, "message": m},
+        reply=lambda b: b["response"]),
+    "flowise chatbot": DialectRequest(
+        "chatbot_app", lambda app: f"/api/v1/prediction/{app}", lambda app, m: {"question": m},
+        reply=lambda b: b["text"]),
+    "flowise chatbot streamed": DialectRequest(
+        "chatbot_app", lambda app: f"/api/v1/prediction/{app}", lambda app, m: {"question": m, "streaming": True},
+        stream=True),
+    "flowise chatflow": DialectRequest(
+        "chatflow_app", lambda app: f"/api/v1/prediction/{app}", lambda app, m: {"question": m},
+        reply=lambda b: b["text"]),
+}
+
+
+def call(name: str, tenant: Tenant, message: str, timeout: float = 60) -> DialectAnswer:
+    spec = DIALECT_REQUESTS[name]
+    app = tenant.value(spec.app)
+    started = time.monotonic()
+    with httpx.Client(base_url=tenant.server.base_url, headers={"X-API-Key": tenant.admin_key},
+                      timeout=timeout) as client:
+        request = client.build_request("POST", spec.path(app), json=spec.body(app, message), params=spec.params)
+        response = client.send(request, stream=True)
+        try:
+            if spec.stream and response.status_code == 200:
+                events = list(_sse_events(response.iter_lines()))
+                frames = [payload for _, payload in events]
+                body = json.dumps(frames)
+                text = "".join(_token_text(name, payload) for name, payload in events)
+                errors = [payload for name, payload in events if _is_error(name, payload)]
+            else:
+                body = response.read().decode()
+                frames, errors = [], []
+                try:
+                    text = spec.reply(json.loads(body)) if response.status_code < 300 else ""
+                except (ValueError, KeyError, TypeError):
+                    text = ""
+        finally:
+            response.close()
+    return DialectAnswer(response.status_code, text, body, response.headers.get("x-run-id"),
+                         time.monotonic() - started, errors, frames)
+
+
+def _sse_events(lines):
+    """(event name or None, JSON payload) of each event with data (pings, `[DONE]` and the like left out)."""
+    name, data = None, []
+    for line in [*lines, ""]:
+        if not line:
+            if data:
+                raw = "\n".join(data)
+                if raw.strip() and raw.strip() != "[DONE]":
+                    yield name, json.loads(raw)
+            name, data = None, []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" ") if not line[5:].startswith("{") else line[5:])
+
+
+def _token_text(name: str | None, payload) -> str:
+    if name == "token":  # native events
+        return str(payload.get("text", ""))
+    if not isinstance(payload, dict) or name is not None:
         return ""
     if "choices" in payload:  # an OpenAI chunk
         return "".join((c.get("delta") or {}).get("content") or "" for c in payload["choices"])
@@ -41,80 +152,25 @@ def _text_of(payload) -> str:
         return str(payload.get("data", ""))
     if payload.get("type") == "token":  # Waterflai, WAYSCloud
         return str(payload.get("content", ""))
-    if "text" in payload and "node_id" in payload:  # native token events
-        return str(payload["text"])
     return ""
 
 
-def _native(kind: str, stream: bool = False) -> Callable[[Tenant, str], str]:
-    def call(tenant: Tenant, message: str) -> str:
-        app = tenant.value({"chatbot": "chatbot_app", "chatflow": "chatflow_app", "workflow": "workflow_app"}[kind])
-        inputs = {"message": message, "query": message} if kind != "workflow" else {"topic": message}
-        if stream:
-            return _stream(tenant, "/v1/runs", {"app_id": app, "inputs": inputs}, params={"stream": "true"})
-        return str(_post(tenant, "/v1/runs", {"app_id": app, "inputs": inputs}).json()["outputs"])
-
-    return call
+def _is_error(name: str | None, payload) -> bool:
+    if name is not None:
+        return name == "error"
+    if not isinstance(payload, dict):
+        return False
+    return ("error" in payload and "choices" not in payload) or payload.get("type") == "error" or \
+        payload.get("event") == "error"
 
 
-def _openai(stream: bool):
-    def call(tenant: Tenant, message: str) -> str:
-        body = {"model": tenant.value("chatbot_app"), "messages": [{"role": "user", "content": message}]}
-        if stream:
-            return _stream(tenant, "/v1/chat/completions", {**body, "stream": True})
-        return _post(tenant, "/v1/chat/completions", body).json()["choices"][0]["message"]["content"]
+def _successful(name: str) -> Callable[[Tenant, str], str]:
+    def run(tenant: Tenant, message: str) -> str:
+        answer = call(name, tenant, message)
+        assert answer.status == 200 and not answer.stream_errors, f"{name}: {answer.status} {answer.body[:300]}"
+        return answer.text
 
-    return call
-
-
-def _waterflai(kind: str, stream: bool):
-    def call(tenant: Tenant, message: str) -> str:
-        app = tenant.value(f"{kind}_app")
-        body = {"input_data": {"query": message} if kind == "chatflow" else {"topic": message}}
-        if stream:
-            return _stream(tenant, f"/execute_{kind}/{app}/stream_execute", body)
-        answer = _post(tenant, f"/execute_{kind}/{app}/execute", body).json()
-        return answer["choices"][0]["message"]["content"] if kind == "chatflow" else str(answer["outputs"])
-
-    return call
+    return run
 
 
-def _wayscloud(kind: str, stream: bool):
-    def call(tenant: Tenant, message: str) -> str:
-        body = {"bot_id": tenant.value(f"{kind}_app"), "message": message}
-        if stream:
-            return _stream(tenant, "/v1/chatbot/api/chat/stream", body)
-        return _post(tenant, "/v1/chatbot/api/chat", body).json()["response"]
-
-    return call
-
-
-def _flowise(kind: str, stream: bool):
-    def call(tenant: Tenant, message: str) -> str:
-        path = f"/api/v1/prediction/{tenant.value(f'{kind}_app')}"
-        if stream:
-            return _stream(tenant, path, {"question": message, "streaming": True})
-        return _post(tenant, path, {"question": message}).json()["text"]
-
-    return call
-
-
-DIALECT_CALLS: dict[str, Callable[[Tenant, str], str]] = {
-    "native chatbot": _native("chatbot"),
-    "native chatflow": _native("chatflow"),
-    "native workflow": _native("workflow"),
-    "native chatbot streamed": _native("chatbot", stream=True),
-    "native chatflow streamed": _native("chatflow", stream=True),
-    "openai": _openai(stream=False),
-    "openai streamed": _openai(stream=True),
-    "waterflai chatflow": _waterflai("chatflow", stream=False),
-    "waterflai chatflow streamed": _waterflai("chatflow", stream=True),
-    "waterflai workflow": _waterflai("workflow", stream=False),
-    "waterflai workflow streamed": _waterflai("workflow", stream=True),
-    "wayscloud chatbot": _wayscloud("chatbot", stream=False),
-    "wayscloud chatbot streamed": _wayscloud("chatbot", stream=True),
-    "wayscloud chatflow": _wayscloud("chatflow", stream=False),
-    "flowise chatbot": _flowise("chatbot", stream=False),
-    "flowise chatbot streamed": _flowise("chatbot", stream=True),
-    "flowise chatflow": _flowise("chatflow", stream=False),
-}
+DIALECT_CALLS: dict[str, Callable[[Tenant, str], str]] = {name: _successful(name) for name in DIALECT_REQUESTS}

@@ -312,7 +312,7 @@ class ChatTurn:
         self._finished = True
         elapsed_ms = self._elapsed_ms()
         outputs = {"text": text, "finish_reason": finish_reason}
-        if status == "cancelled":
+        if status == "cancelled" or (status == "failed" and text):  # what was said before the end is kept, marked
             outputs["partial"] = True
         final = self.log.emit(ev.RunFinished(
             status=status, outputs=outputs, usage=usage.as_dict(), elapsed_ms=elapsed_ms,

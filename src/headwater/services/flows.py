@@ -378,7 +378,7 @@ class FlowService:
             outputs.setdefault("text", "".join(state.reply_parts))
         if state.citations:
             outputs["citations"] = state.citations
-        if status == "cancelled":
+        if status == "cancelled" or (status == "failed" and reply):  # what was said before the end is kept, marked
             outputs["partial"] = True
         return outputs
 
