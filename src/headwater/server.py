@@ -11,6 +11,7 @@ from headwater.api.responses import FastJSONResponse
 from headwater import __version__, telemetry
 from headwater.api.access import AccessLog
 from headwater.api.errors import install_error_handlers
+from headwater.api.openapi import document_responses
 from headwater.api.middleware import BodySizeLimit, InputGuard, RateLimitHeaders
 from headwater.api.routes import ROUTER_MODULES
 from headwater.boot import close_runtime, open_runtime
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Headwater", version=__version__, lifespan=lifespan, default_response_class=FastJSONResponse,
     )
     install_error_handlers(app)
+    document_responses(app)
     for module in ROUTER_MODULES:
         app.include_router(module.router)
     app.add_middleware(RateLimitHeaders)

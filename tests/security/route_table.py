@@ -45,11 +45,6 @@ INLINE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/prediction/{app_id}"): "chatbot",
     (WEBSOCKET, "/chats/{chat_id}/ws"): "chatbot",
 }
-# Routes that read their body themselves (multipart or JSON), so their signature shows none.
-RAW_BODY_ROUTES = {
-    ("POST", "/v1/knowledge-bases/{kb_id}/documents"),
-    ("POST", "/api/v1/vector/upsert/{app_id}"),
-}
 MOUNT_METHODS = ("GET", "POST", "DELETE")
 
 
@@ -78,7 +73,11 @@ class RouteInfo:
 
     @property
     def takes_body(self) -> bool:
-        return getattr(self.route, "body_field", None) is not None or self.key in RAW_BODY_ROUTES
+        """A body in its signature, or one its OpenAPI entry documents (a route that reads it itself)."""
+        if getattr(self.route, "body_field", None) is not None:
+            return True
+        operation = openapi()["paths"].get(self.path, {}).get(self.method.lower(), {})
+        return "requestBody" in operation
 
     @property
     def query_params(self) -> list[str]:

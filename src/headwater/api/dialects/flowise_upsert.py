@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from headwater.api.deps import AnyKey, DbSession, RuntimeDep
-from headwater.api.native.knowledge import document_public, documents_from_form
+from headwater.api.native.knowledge import document_public, documents_from_form, upload_body
 from headwater.api.native.schemas import ownership_claims
 from headwater.errors import BadRequest, Forbidden, InvalidInput, UnsupportedMediaType
 from headwater.knowledge.fetch import fetch_url, file_name_from_url
@@ -36,7 +37,19 @@ if TYPE_CHECKING:  # types only: dialects use the store through services
 router = APIRouter(prefix="/api/v1", tags=["flowise"])
 
 
-@router.post("/vector/upsert/{app_id}")
+class UpsertJson(BaseModel):
+    """The JSON form of an upsert (fields may also come inside `overrideConfig`); for the API document."""
+
+    text: str | None = None
+    url: str | None = None
+    title: str | None = None
+    source_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    overrideConfig: dict[str, Any] | None = None
+    cleanup: str | None = None
+
+
+@router.post("/vector/upsert/{app_id}", openapi_extra=upload_body(UpsertJson))
 async def vector_upsert(app_id: str, request: Request, principal: AnyKey, db: DbSession, runtime: RuntimeDep):
     if not principal.has_scope("knowledge"):
         raise Forbidden("this API key lacks the 'knowledge' scope")
