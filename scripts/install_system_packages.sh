@@ -2,6 +2,8 @@
 # Installs the Debian packages Headwater needs, only those that are missing, so it
 # is cheap to run on every `make`. Add a package to one of the two lists:
 #   REQUIRED_PACKAGES  the project does not work without them: failing to install is an error
+#     chromium   the headless browser the Studio tests drive with Playwright (tests/studio);
+#                Playwright's own browser download is never used
 #   OPTIONAL_PACKAGES  the project works without them, less well: failing only warns
 #     bubblewrap  sandbox for the `code` node (namespaces, no network, read-only system);
 #                 without it code runs in a limited child process (see src/headwater/sandbox)
@@ -35,7 +37,7 @@ install_pgvector() {
 }
 
 
-REQUIRED_PACKAGES=()
+REQUIRED_PACKAGES=(chromium)
 OPTIONAL_PACKAGES=(bubblewrap espeak-ng sox postgresql-server-dev-15 dpkg-dev)
 
 is_installed() {

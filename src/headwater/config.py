@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
 
     rate_limit_per_minute: int = 120
+    # Studio (web page) sign-in: how long a session cookie lasts, and sign-in attempts per client per minute.
+    studio_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    studio_sign_in_per_minute: int = 10
     max_body_bytes: int = 10 * 1024 * 1024
     # JSON bodies beyond these shapes are refused before any route parses them (api.middleware.InputGuard).
     max_json_depth: int = 64

@@ -11,6 +11,7 @@ from headwater.api.responses import FastJSONResponse
 from headwater import __version__, telemetry
 from headwater.api.access import AccessLog
 from headwater.api.errors import install_error_handlers
+from headwater.api.mcp_server import McpServer
 from headwater.api.openapi import document_responses
 from headwater.api.middleware import BodySizeLimit, InputGuard, RateLimitHeaders
 from headwater.api.routes import ROUTER_MODULES
@@ -22,6 +23,7 @@ log = logging.getLogger("headwater")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    mcp = McpServer()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -29,7 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime, keeper = await open_runtime(settings, "api")
         app.state.runtime = runtime
         try:
-            yield
+            async with mcp.running():  # the MCP session manager's sessions end before the runtime
+                yield
         finally:
             await close_runtime(runtime, keeper)
 
@@ -40,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     document_responses(app)
     for module in ROUTER_MODULES:
         app.include_router(module.router)
+    mcp.install(app)
     app.add_middleware(RateLimitHeaders)
     app.add_middleware(InputGuard, max_depth=settings.max_json_depth, max_items=settings.max_json_items,
                        max_keys=settings.max_json_keys)

@@ -4,6 +4,12 @@ The providers are tested through the official SDKs against these, so what is
 checked is the wire format the SDKs actually send and parse. Each app reads a
 script of modes (`"ok"`, `"429"`, `"500"`, `"hang"`...), one per request, from
 its `MockState`, and records every request it saw.
+
+Tool calling: a conversation holding a `<script>[...]</script>` block (the format
+of headwater.providers.scripted) is answered from that script, entry i for the
+i-th assistant turn after it: `{"say": ..., "tool_calls": [{"name", "arguments"}]}`,
+sent the way each API sends tool calls (OpenAI: streamed `tool_calls` deltas whose
+arguments arrive in fragments; Anthropic: `tool_use` blocks with `input_json_delta`).
 """
 
 from __future__ import annotations
@@ -70,6 +76,32 @@ def reply_words(messages: list[dict[str, Any]]) -> list[str]:
     return f"echo: {_last_user_text(messages)}".split(" ")
 
 
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def scripted_reply(messages: list[dict[str, Any]], system: str = "") -> dict[str, Any] | None:
+    """The script entry for this turn, or None when the conversation holds no script (or it ran out)."""
+    texts = [("system", system)] + [(m.get("role", ""), _text_of(m.get("content"))) for m in messages]
+    for position in range(len(texts) - 1, -1, -1):
+        role, text = texts[position]
+        if role == "assistant" or "<script>" not in text:
+            continue
+        script = json.loads(text.split("<script>", 1)[1].split("</script>", 1)[0])
+        replied = sum(1 for later, _ in texts[position + 1:] if later == "assistant")
+        return script[replied] if replied < len(script) else None
+    return None
+
+
+def _fragments(text: str, parts: int = 3) -> list[str]:
+    step = max(1, len(text) // parts)
+    return [text[i:i + step] for i in range(0, len(text), step)] or [""]
+
+
 # --- OpenAI ---------------------------------------------------------------
 
 
@@ -115,6 +147,9 @@ def openai_app(state: MockState) -> FastAPI:
             await state.hang()
             return _openai_error(500, "released")
 
+        entry = scripted_reply(body["messages"])
+        if entry is not None and (entry.get("tool_calls") or "say" in entry):
+            return _openai_scripted(body, entry)
         words = reply_words(body["messages"])
         if not body.get("stream"):
             return {
@@ -158,6 +193,44 @@ def openai_app(state: MockState) -> FastAPI:
     return app
 
 
+def _openai_scripted(body: dict[str, Any], entry: dict[str, Any]):
+    say = str(entry.get("say", ""))
+    calls = [{"id": f"call_{i}", "type": "function",
+              "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))}}
+             for i, c in enumerate(entry.get("tool_calls") or ())]
+    finish = "tool_calls" if calls else "stop"
+    usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS, "total_tokens": 18}
+    if not body.get("stream"):
+        message: dict[str, Any] = {"role": "assistant", "content": say or None}
+        if calls:
+            message["tool_calls"] = calls
+        return {"id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None, chunk_usage: Any = None) -> bytes:
+        return _sse({"id": "cmpl-1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                     "choices": [] if chunk_usage else [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+                     "usage": chunk_usage})
+
+    async def events() -> AsyncIterator[bytes]:
+        yield chunk({"role": "assistant", "content": None if calls and not say else ""})
+        for i, word in enumerate(say.split(" ") if say else ()):
+            yield chunk({"content": word if i == 0 else " " + word})
+        for index, call in enumerate(calls):
+            opening = {"index": index, "id": call["id"], "type": "function",
+                       "function": {"name": call["function"]["name"], "arguments": ""}}
+            yield chunk({"tool_calls": [opening]})
+            for fragment in _fragments(call["function"]["arguments"]):
+                yield chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+                await asyncio.sleep(0)
+        yield chunk({}, finish_reason=finish)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            yield chunk({}, chunk_usage=usage)
+        yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 # --- Anthropic ------------------------------------------------------------
 
 
@@ -188,6 +261,10 @@ def anthropic_app(state: MockState) -> FastAPI:
             await state.hang()
             return _anthropic_error(500, "api_error", "released")
 
+        system = body.get("system") if isinstance(body.get("system"), str) else ""
+        entry = scripted_reply(body["messages"], system)
+        if entry is not None and (entry.get("tool_calls") or "say" in entry):
+            return StreamingResponse(_anthropic_scripted(body, entry), media_type="text/event-stream")
         words = reply_words(body["messages"])
         if body.get("max_tokens", 0) < len(words):
             words, stop_reason = words[: body["max_tokens"]], "max_tokens"
@@ -230,6 +307,34 @@ def anthropic_app(state: MockState) -> FastAPI:
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
+
+
+async def _anthropic_scripted(body: dict[str, Any], entry: dict[str, Any]) -> AsyncIterator[bytes]:
+    say = str(entry.get("say", ""))
+    calls = list(entry.get("tool_calls") or ())
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": body["model"],
+               "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1}}
+    yield _sse({"type": "message_start", "message": message}, "message_start")
+    index = 0
+    if say:
+        yield _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                   "content_block_start")
+        yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": say}},
+                   "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        index = 1
+    for offset, call in enumerate(calls):
+        block = {"type": "tool_use", "id": f"toolu_{offset}", "name": call["name"], "input": {}}
+        yield _sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start")
+        for fragment in _fragments(json.dumps(call.get("arguments", {}))):
+            yield _sse({"type": "content_block_delta", "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": fragment}}, "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+        index += 1
+    yield _sse({"type": "message_delta", "delta": {"stop_reason": "tool_use" if calls else "end_turn",
+                                                   "stop_sequence": None},
+                "usage": {"output_tokens": COMPLETION_TOKENS}}, "message_delta")
+    yield _sse({"type": "message_stop"}, "message_stop")
 
 
 # --- serving ----------------------------------------------------------------

@@ -82,6 +82,7 @@ class ServerProcess:
             "HEADWATER_ADMIN_PASSWORD": self.admin_password,
             "HEADWATER_ENABLE_FAKE_PROVIDER": "true",
             "HEADWATER_RATE_LIMIT_PER_MINUTE": "100000",
+            "HEADWATER_STUDIO_SIGN_IN_PER_MINUTE": "100000",
         })
         if self.database_url:
             env["HEADWATER_DATABASE_URL"] = self.database_url

@@ -10,6 +10,11 @@ Payload fields without a default are always in `data`; the others only when
 set, so each type's JSON stays what it was before the payloads were typed.
 A failure (`error` of node_finished and run_finished) is a `RunFailure`, kept
 as its `to_data()` object.
+
+Beyond CONTRACTS §3, an `agent` node reports its work: `agent_thought`,
+`tool_call` (arguments, result or error, elapsed ms), `model_call` (tokens),
+`agent_plan`, `agent_step` (progress through the plan) and, when it pauses for
+a human, `agent_checkpoint` (what it needs to go on where it stopped).
 """
 
 from __future__ import annotations
@@ -31,6 +36,12 @@ CITATIONS = "citations"
 HUMAN_INPUT_REQUIRED = "human_input_required"
 RUN_FINISHED = "run_finished"
 ERROR = "error"
+AGENT_THOUGHT = "agent_thought"
+TOOL_CALL = "tool_call"
+MODEL_CALL = "model_call"
+AGENT_PLAN = "agent_plan"
+AGENT_STEP = "agent_step"
+AGENT_CHECKPOINT = "agent_checkpoint"
 
 JSONObject = dict[str, Any]
 
@@ -42,6 +53,7 @@ class EventPayload:
     TYPE: ClassVar[str]
     # (field name, always written) per subclass, filled by _payload below.
     _WIRE_FIELDS: ClassVar[tuple[tuple[str, bool], ...]] = ()
+    _FAILURE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     @property
     def type(self) -> str:
@@ -59,6 +71,8 @@ def _payload(cls: type) -> type:
     """Make `cls` a frozen keyword-only dataclass and register it under its TYPE."""
     cls = dataclass(frozen=True, slots=True, kw_only=True)(cls)
     cls._WIRE_FIELDS = tuple((f.name, f.default is MISSING and f.default_factory is MISSING) for f in fields(cls))
+    # Fields holding a RunFailure (kept as its JSON object); a tool call's `error` is plain text.
+    cls._FAILURE_FIELDS = tuple(f.name for f in fields(cls) if "RunFailure" in str(f.type))
     _PAYLOAD_TYPES[cls.TYPE] = cls
     return cls
 
@@ -145,6 +159,78 @@ class ErrorEvent(EventPayload):
         return cls(code=failure.code, message=failure.message, node_id=failure.node_id)
 
 
+# -- an agent node's work (engine/nodes/agent.py) --------------------------------------------
+
+
+@_payload
+class AgentThought(EventPayload):
+    """What the model said it is doing before it used tools."""
+
+    TYPE: ClassVar[str] = AGENT_THOUGHT
+    node_id: str
+    step: int
+    text: str
+
+
+@_payload
+class ToolCalled(EventPayload):
+    """One tool call, once it is over: `result` when it worked, `error` when not (`cancelled` on a stop)."""
+
+    TYPE: ClassVar[str] = TOOL_CALL
+    node_id: str
+    step: int
+    call_id: str
+    tool: str
+    arguments: Any
+    elapsed_ms: int
+    result: str | None = None
+    error: str | None = None
+
+
+@_payload
+class ModelCalled(EventPayload):
+    """One model call of an agent: its tokens and time, and how many tools it asked for."""
+
+    TYPE: ClassVar[str] = MODEL_CALL
+    node_id: str
+    step: int
+    model: str
+    usage: JSONObject
+    elapsed_ms: int
+    finish_reason: str | None = None
+    tool_calls: int = 0
+
+
+@_payload
+class AgentPlan(EventPayload):
+    """The steps an `actionplan` agent will carry out, in order."""
+
+    TYPE: ClassVar[str] = AGENT_PLAN
+    node_id: str
+    steps: list[str]
+
+
+@_payload
+class AgentStep(EventPayload):
+    """Progress through the plan: step `index` (1-based) of `total` is `running` or `done`."""
+
+    TYPE: ClassVar[str] = AGENT_STEP
+    node_id: str
+    index: int
+    total: int
+    title: str
+    status: str
+
+
+@_payload
+class AgentCheckpoint(EventPayload):
+    """Everything an agent paused for human input needs to go on where it stopped (its conversation)."""
+
+    TYPE: ClassVar[str] = AGENT_CHECKPOINT
+    node_id: str
+    state: JSONObject
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownEvent(EventPayload):
     """A stored event of a type this version does not know: kept as it was, shown by no dialect."""
@@ -216,8 +302,9 @@ def payload_from(type_: str, data: JSONObject) -> EventPayload:
     if cls is None:
         return UnknownEvent(type_, data)
     fields_ = {name: data.get(name) for name, always in cls._WIRE_FIELDS if always or name in data}
-    if "error" in fields_:
-        fields_["error"] = RunFailure.from_data(fields_["error"])
+    for name in cls._FAILURE_FIELDS:
+        if name in fields_:
+            fields_[name] = RunFailure.from_data(fields_[name])
     return cls(**fields_)
 
 

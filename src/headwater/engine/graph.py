@@ -285,17 +285,17 @@ def _mark_streaming(graph: CompiledGraph) -> None:
     """Which llm nodes stream tokens as the reply.
 
     In a chatflow, an answer node whose text is exactly `{{ x.text }}` of an llm
-    node streams that node's tokens; other answers send their text whole. In a
-    workflow every top-level llm node streams (progress, not a reply). An llm's
-    own `stream` setting overrides both.
+    (or agent) node streams that node's tokens; other answers send their text
+    whole. In a workflow every top-level llm node streams (progress, not a
+    reply). An llm's own `stream` setting overrides both.
     """
     for node in graph.nodes.values():
         if node.type_name == "answer":
             expression = templates.single_expression(node.config.text)
             root, _, attribute = (expression or "").partition(".")
             source = graph.nodes.get(root)
-            is_llm = source is not None and source.type_name == "llm"
-            if attribute == "text" and is_llm and source.config.stream is not False:
+            is_llm = source is not None and source.type_name in ("llm", "agent")
+            if attribute == "text" and is_llm and getattr(source.config, "stream", None) is not False:
                 graph.streaming_llms.add(root)
                 graph.streamed_answers.add(node.id)
         elif node.type_name == "llm":

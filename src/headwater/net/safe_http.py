@@ -21,6 +21,12 @@ from the environment are never used (the transport is used without
 httpx.AsyncClient), so nothing leaks between callers sharing one client.
 
 Logs carry scheme, host and port only: paths and query strings may hold secrets.
+
+Streaming protocols that need a client of their own (MCP's Streamable HTTP,
+through the `mcp` SDK's httpx2 client) get one from `pinned_stream_client()`:
+the URL passes the same gate once, and the client's only network backend
+connects to that checked address and to nothing else (no redirect leaves the
+origin: the SDK refuses those itself, and any other host fails closed here).
 """
 
 from __future__ import annotations
@@ -387,6 +393,17 @@ class SafeHttpClient:
         pins[(host, port)] = str(addresses[0])
         return parsed
 
+    async def check_origin(self, url: str) -> tuple[httpx.URL, str]:
+        """The URL, checked by the gate, and the address its host may be reached at (for a pinned client)."""
+        token = _pinned_addresses.set({})
+        try:
+            parsed = await self._check_url(url)
+            pins = _pinned_addresses.get() or {}
+        finally:
+            _pinned_addresses.reset(token)
+        host = parsed.raw_host.decode("ascii")
+        return parsed, pins[(host, parsed.port or (443 if parsed.scheme == "https" else 80))]
+
     async def _resolve(self, host: str, port: int) -> list[IPAddress]:
         try:
             raw = await self._resolver(host, port)
@@ -418,3 +435,62 @@ class SafeHttpClient:
 
 def _not_an_ip(text: str) -> IPAddress:
     raise ValueError(text)
+
+
+class _OneOriginBackend:
+    """An httpcore2 network backend that connects to one checked (host, port), at its pinned address."""
+
+    def __init__(self, host: str, port: int, address: str) -> None:
+        import httpcore2
+
+        self._inner = httpcore2.AnyIOBackend()
+        self._error = httpcore2.ConnectError
+        self._allowed = (host, port)
+        self._address = address
+
+    async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        if (host, port) != self._allowed:
+            logger.error("egress stream backend refused an unchecked host %s:%s", host, port)
+            raise self._error("host was not checked by the egress gate")
+        return await self._inner.connect_tcp(
+            self._address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+
+    async def connect_unix_socket(self, path, timeout=None, socket_options=None):
+        raise self._error("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+async def pinned_stream_client(
+    url: str, *, allow_private: bool, headers: dict[str, str] | None = None, timeout: float = 30.0,
+    read_timeout: float | None = None, resolver: Resolver | None = None,
+):
+    """An `httpx2.AsyncClient` for streaming to `url`'s origin only, through the gate (EgressRefused if not).
+
+    No environment proxies, no cookies kept between clients (each caller gets its own),
+    no redirects followed by the client itself.
+    """
+    import httpcore2
+    import httpx2
+
+    gate = SafeHttpClient(allow_private=allow_private, resolver=resolver)
+    parsed, address = await gate.check_origin(url)
+    await gate.aclose()
+    for name, value in (headers or {}).items():
+        if any(bad in name + value for bad in ("\r", "\n", "\0")):
+            raise EgressRefused("header names and values must be single-line strings")
+    host = parsed.raw_host.decode("ascii")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    ssl_context = transport._pool._ssl_context  # noqa: SLF001 - keep httpx2's verified TLS settings
+    # Like _PinnedTransport: the pool is rebuilt around a backend that only reaches the checked address.
+    transport._pool = httpcore2.AsyncConnectionPool(  # noqa: SLF001
+        ssl_context=ssl_context, max_connections=20, max_keepalive_connections=5, keepalive_expiry=5.0,
+        network_backend=_OneOriginBackend(host, port, address),
+    )
+    return httpx2.AsyncClient(
+        transport=transport, headers=headers, trust_env=False, follow_redirects=False,
+        timeout=httpx2.Timeout(timeout, read=read_timeout if read_timeout is not None else timeout),
+    )

@@ -4,10 +4,14 @@ Uses `messages.create(stream=True)` and reads the raw events itself: usage
 arrives in `message_start` (input) and `message_delta` (output, cumulative),
 which the raw events expose directly, and nothing else of the SDK's message
 accumulator is needed. SDK retries are off; `stream_with_retries` decides.
+Tools go out as `tools` (`input_schema`); a `tool_use` block's input arrives as
+`input_json_delta` fragments, assembled here into a `ToolCall`. Tool results
+go back as `tool_result` blocks of a user turn, as the API wants them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +29,7 @@ from headwater.providers.base import (
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
+    ToolCall,
     Usage,
 )
 from headwater.providers.http_errors import error_for_status, parse_retry_after, redact, upstream_message
@@ -92,6 +97,9 @@ class AnthropicProvider(ChatProvider):
             max_retries=0,
         )
 
+    def supports_tools(self, model: str) -> bool:
+        return True
+
     def stream_chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
     ) -> AsyncIterator[ChatDelta]:
@@ -116,7 +124,11 @@ class AnthropicProvider(ChatProvider):
         sampling = {k: v for k, v in (("temperature", params.temperature), ("top_p", params.top_p)) if v is not None}
         if sampling:
             kwargs["extra_body"] = sampling
+        if params.tools:
+            kwargs["tools"] = [{"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
+                               for tool in params.tools]
         usage = Usage()
+        calls: dict[int, dict[str, str]] = {}  # content block index -> the tool_use block being assembled
         finish_reason = "stop"
         try:
             stream = await self._client.messages.create(
@@ -134,9 +146,15 @@ class AnthropicProvider(ChatProvider):
                     u = event.message.usage
                     usage.prompt_tokens = _input_tokens(u)
                     usage.completion_tokens = u.output_tokens or 0
+                elif event.type == "content_block_start":
+                    block = event.content_block
+                    if block.type == "tool_use":
+                        calls[event.index] = {"id": block.id, "name": block.name, "arguments": ""}
                 elif event.type == "content_block_delta":
                     if event.delta.type == "text_delta" and event.delta.text:
                         yield ChatDelta(text=event.delta.text)
+                    elif event.delta.type == "input_json_delta" and event.index in calls:
+                        calls[event.index]["arguments"] += event.delta.partial_json or ""
                 elif event.type == "message_delta":
                     if event.delta.stop_reason:
                         finish_reason = _FINISH_REASONS.get(event.delta.stop_reason, event.delta.stop_reason)
@@ -148,7 +166,9 @@ class AnthropicProvider(ChatProvider):
             raise self._map_error(exc) from None
         finally:
             await stream.close()
-        yield ChatDelta(usage=usage, finish_reason=finish_reason)
+        tool_calls = [ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"] or "{}")
+                      for _, c in sorted(calls.items())] or None
+        yield ChatDelta(usage=usage, finish_reason=finish_reason, tool_calls=tool_calls)
 
     async def list_models(self) -> list[str]:
         try:
@@ -197,14 +217,33 @@ def _to_anthropic(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]
     for message in messages:
         if message.role == "system":
             continue
-        blocks = [_image_block(image.url) for image in message.images]
-        if message.content or not blocks:
-            blocks.append({"type": "text", "text": message.content})
-        if turns and turns[-1]["role"] == message.role:
+        role = "user" if message.role == "tool" else message.role
+        blocks = _blocks(message)
+        if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
         else:
-            turns.append({"role": message.role, "content": blocks})
+            turns.append({"role": role, "content": blocks})
     return system, turns
+
+
+def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    if message.role == "tool":
+        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.content}]
+    blocks = [_image_block(image.url) for image in message.images]
+    if message.content or not (blocks or message.tool_calls):
+        blocks.append({"type": "text", "text": message.content})
+    blocks += [{"type": "tool_use", "id": call.id, "name": call.name, "input": _tool_input(call.arguments)}
+               for call in message.tool_calls]
+    return blocks
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    """The API wants the input as an object; arguments the model mangled go back as they were, quoted."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        return {"raw": arguments}
+    return value if isinstance(value, dict) else {"value": value}
 
 
 def _image_block(url: str) -> dict[str, Any]:

@@ -9,6 +9,14 @@ status and `retry_after`, so callers (and `with_retries`) can tell a transient
 failure (429, 5xx, timeout) from a permanent one (400, 401, unknown model).
 Cancellation is cooperative: closing the async iterator (or cancelling the task
 consuming it) must stop the upstream generation promptly.
+
+Tool calling is optional: a provider whose `supports_tools(model)` is true
+accepts `GenerationParams.tools`, and its last delta carries the complete
+`tool_calls` the model asked for (streamed fragments are assembled by the
+provider, never by the caller). Conversations that used tools carry them as
+assistant messages with `tool_calls` and `tool` messages with the results.
+Callers must not send tools to a provider that does not support them (the
+agent then speaks its text protocol instead).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from typing import Any, Literal
 
 from headwater.errors import HeadwaterError
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(slots=True)
@@ -31,10 +39,31 @@ class ImagePart:
 
 
 @dataclass(slots=True)
+class ToolSpec:
+    """A function the model may call: `parameters` is its arguments' JSON schema (an object)."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """One call the model asked for; `arguments` is the JSON text as the model wrote it (it may be invalid)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
 class ChatMessage:
     role: Role
     content: str
     images: list[ImagePart] = field(default_factory=list)
+    # An assistant turn that called tools; each result follows as a `tool` message naming its call.
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -43,6 +72,8 @@ class GenerationParams:
     top_p: float | None = None
     max_tokens: int | None = None
     stop: list[str] | None = None
+    # Only for a provider whose supports_tools(model) is true.
+    tools: list[ToolSpec] | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +102,8 @@ class ChatDelta:
     text: str = ""
     usage: Usage | None = None
     finish_reason: str | None = None
+    # On the last delta: the complete calls of a reply that used tools (finish_reason "tool_calls").
+    tool_calls: list[ToolCall] | None = None
 
 
 @dataclass(slots=True)
@@ -136,6 +169,10 @@ class ChatProvider(ABC):
         is cheapest. A provider with a one-piece answer (one request, one body, no per-token
         parsing) overrides this; the default is the stream either way."""
         return self.stream_chat(model, messages, params)
+
+    def supports_tools(self, model: str) -> bool:
+        """Whether `model` takes `GenerationParams.tools` and answers with `ChatDelta.tool_calls`."""
+        return False
 
     async def list_models(self) -> list[str]:
         return []

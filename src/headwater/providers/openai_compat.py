@@ -34,6 +34,7 @@ from headwater.providers.base import (
     ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
+    ToolCall,
     Usage,
 )
 from headwater.providers.http_errors import error_for_status, parse_retry_after, redact, upstream_message
@@ -69,6 +70,8 @@ class OpenAICompatibleProvider(ChatProvider):
       the former elsewhere (what the compatible servers understand).
     - `stream_usage`: send `stream_options.include_usage` (default True).
     - `accepts_images`: default True.
+    - `tools`: whether the models take OpenAI `tools` (default True; false for servers whose
+      models lack function calling: the agent then speaks its text protocol).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class OpenAICompatibleProvider(ChatProvider):
         self._retry_max_delay = retry_max_delay
         self._stream_usage = bool(options.get("stream_usage", True))
         self.accepts_images = bool(options.get("accepts_images", True))
+        self._tools = bool(options.get("tools", True))
         host = urlparse(base_url).hostname if base_url else "api.openai.com"
         self._max_tokens_param = options.get("max_tokens_param") or (
             "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
@@ -115,6 +119,9 @@ class OpenAICompatibleProvider(ChatProvider):
                 max_retries=0,
             )
         return self._sdk
+
+    def supports_tools(self, model: str) -> bool:
+        return self._tools
 
     def stream_chat(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
@@ -163,8 +170,11 @@ class OpenAICompatibleProvider(ChatProvider):
         text = (message.get("content") if isinstance(message, dict) else None) or ""
         if text:
             yield ChatDelta(text=text)
+        calls = _ToolCallParts()
+        for index, call in enumerate((message.get("tool_calls") if isinstance(message, dict) else None) or ()):
+            calls.add({**call, "index": index})
         yield ChatDelta(usage=_usage(body.get("usage"), messages, text),
-                        finish_reason=choice.get("finish_reason") or "stop")
+                        finish_reason=choice.get("finish_reason") or "stop", tool_calls=calls.complete())
 
     async def _stream_once(
         self, model: str, messages: list[ChatMessage], params: GenerationParams
@@ -175,6 +185,7 @@ class OpenAICompatibleProvider(ChatProvider):
         reported_usage: Any = None
         finish_reason: str | None = None
         parts: list[str] = []
+        calls = _ToolCallParts()
         client = self._http.acquire()
         try:
             request = client.build_request(
@@ -206,21 +217,30 @@ class OpenAICompatibleProvider(ChatProvider):
                     for choice in (chunk.get("choices") or ())[:1]:
                         if choice.get("finish_reason"):
                             finish_reason = choice["finish_reason"]
+                        delta = choice.get("delta") or {}
                         # Empty deltas (the opening role-only chunk) are not passed
                         # on: until real text goes out, a failure can still be retried.
-                        if text := (choice.get("delta") or {}).get("content"):
+                        if text := delta.get("content"):
                             parts.append(text)
                             yield ChatDelta(text=text)
+                        for fragment in delta.get("tool_calls") or ():
+                            calls.add(fragment)
         finally:
             self._http.release()
             await response.aclose()
-        yield ChatDelta(usage=_usage(reported_usage, messages, "".join(parts)), finish_reason=finish_reason or "stop")
+        yield ChatDelta(usage=_usage(reported_usage, messages, "".join(parts)), finish_reason=finish_reason or "stop",
+                        tool_calls=calls.complete())
 
     def _payload(
         self, model: str, messages: list[ChatMessage], params: GenerationParams, *, stream: bool
     ) -> dict[str, Any]:
-        return {"model": model, "messages": [_to_openai(m) for m in messages], "stream": stream,
-                **self._request_kwargs(params)}
+        payload = {"model": model, "messages": [_to_openai(m) for m in messages], "stream": stream,
+                   **self._request_kwargs(params)}
+        if params.tools:
+            payload["tools"] = [{"type": "function", "function": {
+                "name": tool.name, "description": tool.description, "parameters": tool.parameters}}
+                for tool in params.tools]
+        return payload
 
     @contextmanager
     def _upstream_errors(self, malformed: str) -> Iterator[None]:
@@ -368,7 +388,38 @@ def _first_choice(body: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+class _ToolCallParts:
+    """Tool calls assembled from stream fragments: each names its call by `index`; the first
+    fragment of a call brings its id and name, later ones append to its arguments text."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def add(self, fragment: Any) -> None:
+        if not isinstance(fragment, dict):
+            return
+        index = fragment.get("index")
+        call = self._calls.setdefault(index if isinstance(index, int) else len(self._calls),
+                                      {"id": "", "name": "", "arguments": ""})
+        function = fragment.get("function") or {}
+        call["id"] = fragment.get("id") or call["id"]
+        call["name"] = function.get("name") or call["name"]
+        call["arguments"] += function.get("arguments") or ""
+
+    def complete(self) -> list[ToolCall] | None:
+        if not self._calls:
+            return None
+        return [ToolCall(id=call["id"] or f"call_{index}", name=call["name"], arguments=call["arguments"] or "{}")
+                for index, call in sorted(self._calls.items())]
+
+
 def _to_openai(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.tool_calls:
+        return {"role": "assistant", "content": message.content or None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in message.tool_calls]}
     if not message.images:
         return {"role": message.role, "content": message.content}
     parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]

@@ -18,9 +18,11 @@ from headwater.config import Settings, get_settings
 from headwater.errors import InvalidInput
 from headwater.providers.base import ChatProvider, ProviderConfig
 
-__all__ = ("ProviderPool", "PROVIDER_TYPES", "builtin_config", "split_model_name")
+__all__ = ("ProviderPool", "PROVIDER_TYPES", "TEST_PROVIDER_TYPES", "builtin_config", "split_model_name")
 
-PROVIDER_TYPES = ("openai", "anthropic", "local", "fake")
+PROVIDER_TYPES = ("openai", "anthropic", "local", "fake", "scripted")
+# The package's deterministic providers, built in under their type's name when HEADWATER_ENABLE_FAKE_PROVIDER is set.
+TEST_PROVIDER_TYPES = ("fake", "scripted")
 
 
 def split_model_name(full: str) -> tuple[str, str]:
@@ -35,11 +37,11 @@ def split_model_name(full: str) -> tuple[str, str]:
 
 
 def builtin_config(name: str, settings: Settings) -> ProviderConfig | None:
-    """Providers that exist without being stored: `local`, and `fake` when enabled."""
+    """Providers that exist without being stored: `local`, and `fake` and `scripted` when enabled."""
     if name == "local":
         return ProviderConfig(name="local", type="local")
-    if name == "fake" and settings.enable_fake_provider:
-        return ProviderConfig(name="fake", type="fake")
+    if name in TEST_PROVIDER_TYPES and settings.enable_fake_provider:
+        return ProviderConfig(name=name, type=name)
     return None
 
 
@@ -86,7 +88,7 @@ class ProviderPool:
         return builder(config)
 
     def _builders(self) -> dict[str, Callable[[ProviderConfig], ChatProvider]]:
-        return {"openai": self._openai, "anthropic": self._anthropic, "fake": self._fake}
+        return {"openai": self._openai, "anthropic": self._anthropic, "fake": self._fake, "scripted": self._scripted}
 
     def _timeout(self, config: ProviderConfig) -> float:
         return float(config.options.get("timeout", self.settings.provider_timeout_seconds))
@@ -123,6 +125,13 @@ class ProviderPool:
         from headwater.providers.fake import FakeProvider
 
         return FakeProvider()
+
+    def _scripted(self, config: ProviderConfig) -> ChatProvider:
+        if not self.settings.enable_fake_provider:
+            raise InvalidInput("the scripted provider is disabled (set HEADWATER_ENABLE_FAKE_PROVIDER=1 to use it)")
+        from headwater.providers.scripted import ScriptedProvider
+
+        return ScriptedProvider()
 
     async def aclose(self) -> None:
         """Close every client this pool built (the shared local model stays loaded)."""

@@ -12,12 +12,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.errors import Conflict, InvalidInput, NotFound
+from headwater.services.agent_config import AgentAppConfig
 from headwater.services.chatbot_config import ChatbotConfig
 from headwater.store.config_cache import cache_of
+from headwater.store.mcp_models import McpServer
 from headwater.store.models import App, AppVersion, ChatSession, Message, utcnow
 
 APP_KINDS = ("chatbot", "chatflow", "workflow", "agent")
 GRAPH_KINDS = ("chatflow", "workflow")
+# Kinds that FlowService runs: those with a graph, and agents (the graph their config implies).
+FLOW_KINDS = GRAPH_KINDS + ("agent",)
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
@@ -43,6 +47,8 @@ def validate_definition(kind: str, config: dict[str, Any] | None, graph: dict[st
             return ChatbotConfig.model_validate(config or {}).model_dump(exclude_none=True)
         except ValidationError as exc:
             raise InvalidInput(f"invalid chatbot config: {_first_error(exc)}") from None
+    if kind == "agent":
+        return _validate_agent(config, graph)
     if kind in GRAPH_KINDS and graph is None:
         raise InvalidInput(f"a {kind} app needs a graph")
     if kind in GRAPH_KINDS:
@@ -50,6 +56,36 @@ def validate_definition(kind: str, config: dict[str, Any] | None, graph: dict[st
 
         validate_graph(kind, graph)
     return dict(config or {})
+
+
+def _validate_agent(config: dict[str, Any] | None, graph: dict[str, Any] | None) -> dict[str, Any]:
+    """An agent's config, and the graph it implies (its tools are checked there, against the agent node's)."""
+    from headwater.engine.errors import GraphInvalid  # the engine imports services; import late
+    from headwater.engine.graph import validate_graph
+    from headwater.services.implied_graphs import runnable_graph
+
+    if graph is not None:
+        raise InvalidInput("an agent app has no graph: its config (mode, model, tools...) defines it")
+    try:
+        normalised = AgentAppConfig.model_validate(config or {}).model_dump()
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid agent config: {_first_error(exc)}") from None
+    try:
+        validate_graph(*runnable_graph("agent", normalised, None))
+    except GraphInvalid as exc:
+        raise InvalidInput(exc.detail.removeprefix("node 'agent': ")) from None
+    return normalised
+
+
+def mcp_servers_used(kind: str, config: dict[str, Any] | None, graph: dict[str, Any] | None) -> set[str]:
+    """The MCP servers an app's agents name in their tools (`mcp:<server>/<tool>`)."""
+    from headwater.engine.agent.mcp_tools import servers_named  # the engine imports services; import late
+
+    if kind == "agent":
+        return servers_named((config or {}).get("tools") or [])
+    nodes = (graph or {}).get("nodes") or []
+    return set().union(*(servers_named(node.get("tools") or []) for node in nodes
+                         if isinstance(node, dict) and node.get("type") == "agent"))
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -75,6 +111,7 @@ class AppService:
         is_public: bool = False,
     ) -> AppSnapshot:
         normalised = validate_definition(kind, config, graph)
+        await self._check_mcp_servers(workspace_id, kind, normalised, graph)
         if slug is not None:
             _check_slug(slug)
             if await self._slug_taken(workspace_id, slug):
@@ -152,6 +189,8 @@ class AppService:
         config = changes.get("config", current.version.config)
         graph = changes.get("graph", current.version.graph)
         normalised = validate_definition(app.kind, config, graph)
+        if "config" in changes or "graph" in changes:  # a rename is not refused for a server deleted since
+            await self._check_mcp_servers(workspace_id, app.kind, normalised, graph)
         new_slug = changes.get("slug")
         if new_slug is not None and new_slug != app.slug:
             _check_slug(new_slug)
@@ -183,6 +222,19 @@ class AppService:
         await self.db.execute(delete(AppVersion).where(AppVersion.app_id == app.id))
         await self.db.delete(app)
         await self.db.commit()
+
+    async def _check_mcp_servers(self, workspace_id: str, kind: str, config: dict[str, Any] | None,
+                                 graph: dict[str, Any] | None) -> None:
+        """An agent's `mcp:<server>/...` tools name servers registered in the workspace (else 422)."""
+        wanted = mcp_servers_used(kind, config, graph)
+        if not wanted:
+            return
+        registered = set(await self.db.scalars(select(McpServer.name).where(
+            McpServer.workspace_id == workspace_id, McpServer.name.in_(wanted))))
+        missing = sorted(wanted - registered)
+        if missing:
+            raise InvalidInput(f"no MCP server named '{missing[0]}' is registered in this workspace "
+                               "(POST /v1/mcp-servers)")
 
     async def _slug_taken(self, workspace_id: str, slug: str) -> bool:
         found = await self.db.scalar(select(App.id).where(App.workspace_id == workspace_id, App.slug == slug))

@@ -42,6 +42,7 @@ from headwater.runtime import Runtime
 from headwater.services.apps import AppSnapshot
 from headwater.services.chatbot_config import ChatbotConfig
 from headwater.services.sessions import check_session_app
+from headwater.services.run_outcome import Exchange, RunOutcome, with_partial_mark
 from headwater.services.runs import event_rows
 from headwater.store.db import insert_ignoring_duplicates
 from headwater.store.models import AppVersion, ChatSession, Message, Run, RunEvent, new_id, utcnow
@@ -259,11 +260,12 @@ class ChatTurn:
         except HeadwaterError as exc:  # the model call failed (ProviderError), or the request it got
             status, error = "failed", RunFailure.of_exception(exc)
         except asyncio.CancelledError:
-            final = await self._finish_shielded("cancelled", "".join(parts), usage, "cancelled", None)
+            ending = await self._finish_shielded("cancelled", "".join(parts), usage, "cancelled", None)
             if await self.runtime.control.cancel_requested(self.run_id):
                 # A user's stop: this task alone was cancelled, and its stream ends with the run's end.
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                yield final
+                for event in ending:
+                    yield event
                 return
             raise
         except GeneratorExit:
@@ -278,10 +280,8 @@ class ChatTurn:
             node_id=LLM_NODE_ID, node_type="llm", status=node_status, outputs={"text": text},
             elapsed_ms=self._elapsed_ms(), usage=usage.as_dict(),
         ))
-        if error is not None:
-            yield self.log.emit(ev.ErrorEvent.of(error))
-        final = await self._finish_shielded(status, text, usage, finish_reason, error)
-        yield final
+        for event in await self._finish_shielded(status, text, usage, finish_reason, error):
+            yield event
 
     async def collect(self) -> TurnResult:
         """The whole turn for a caller that does not stream (the provider may answer in one piece)."""
@@ -300,32 +300,33 @@ class ChatTurn:
 
     async def _finish_shielded(
         self, status: str, text: str, usage: Usage, finish_reason: str, error: RunFailure | None
-    ) -> Event:
+    ) -> list[Event]:
         # Shielded: a client that disconnects must not stop us recording what happened.
         return await asyncio.shield(self._finish(status, text, usage, finish_reason, error))
 
     async def _finish(
         self, status: str, text: str, usage: Usage, finish_reason: str, error: RunFailure | None
-    ) -> Event:
+    ) -> list[Event]:
+        """Record the turn's end; returns its last events (see RunOutcome), run_finished last."""
         if self._finished:
             raise RuntimeError("turn finished twice")
         self._finished = True
-        elapsed_ms = self._elapsed_ms()
-        outputs = {"text": text, "finish_reason": finish_reason}
-        if status == "cancelled" or (status == "failed" and text):  # what was said before the end is kept, marked
-            outputs["partial"] = True
-        final = self.log.emit(ev.RunFinished(
-            status=status, outputs=outputs, usage=usage.as_dict(), elapsed_ms=elapsed_ms,
-            finish_reason=finish_reason, error=error,
-        ))
+        outcome = RunOutcome(
+            status=status, outputs=with_partial_mark({"text": text, "finish_reason": finish_reason}, status),
+            usage=usage.as_dict(), elapsed_ms=self._elapsed_ms(), error=error, finish_reason=finish_reason,
+        )
+        ending = [self.log.emit(payload) for payload in outcome.events()]
         now = utcnow()
-        outcome = _Outcome(
-            run={"b_id": self.run_id, "status": status, "outputs": outputs, "usage": usage.as_dict(),
-                 "error": error.to_data() if error else None,
-                 "finished_at": now, "elapsed_ms": elapsed_ms, "owner_id": None},
+        exchange = Exchange(
+            workspace_id=self.request.workspace_id, session_id=self.session_id, app_id=self.request.snapshot.app.id,
+            run_id=self.run_id, question=self.request.message, asked_at=self.started_at, reply_id=self.message_id,
+            question_meta={"images": len(self.request.images)} if self.request.images else None,
+        )
+        writes = _Outcome(
+            run={"b_id": self.run_id, **outcome.run_columns(now)},
             session={"b_workspace_id": self.request.workspace_id, "b_id": self.session_id, "updated_at": now},
-            # A failed turn leaves no half-written exchange in the history.
-            messages=self._message_rows(text, usage, status, now) if status in ("succeeded", "cancelled") else [],
+            messages=exchange.rows(outcome, text, now, model=self.config.model, citations=self.citations)
+            if outcome.keeps_exchange else [],
             events=event_rows(self.run_id, self.log.take_unsaved()),
         )
         if self._start_written is None:
@@ -333,27 +334,12 @@ class ChatTurn:
             # as written keeps the grace timer (still armed until the stream closes) off it.
             self._start_written = asyncio.get_running_loop().create_future()
             self._start_written.set_result(None)
-            await self._writer.write(self._start, outcome)
+            await self._writer.write(self._start, writes)
         else:
             await self._start_written  # an outcome is only written after its start
-            await self._writer.write(outcome)
-        return final
+            await self._writer.write(writes)
+        return ending
 
-    def _message_rows(self, text: str, usage: Usage, status: str, now) -> list[dict[str, Any]]:
-        common = {"workspace_id": self.request.workspace_id, "session_id": self.session_id,
-                  "app_id": self.request.snapshot.app.id, "run_id": self.run_id}
-        reply_meta: dict[str, Any] = {"usage": usage.as_dict(), "model": self.config.model}
-        if status == "cancelled":
-            reply_meta["partial"] = True
-        if self.citations:
-            reply_meta["citations"] = self.citations
-        return [
-            {**common, "id": new_id(), "role": "user", "content": self.request.message,
-             "meta": {"images": len(self.request.images)} if self.request.images else {},
-             "created_at": self.started_at},
-            {**common, "id": self.message_id, "role": "assistant", "content": text, "meta": reply_meta,
-             "created_at": now},
-        ]
 
 
 async def _retrieve_for(runtime: Runtime, request: TurnRequest, config: ChatbotConfig):

@@ -18,3 +18,5 @@ class ChatbotConfig(BaseModel):
     top_k: int = Field(default=4, ge=1, le=50)
     # Number of earlier messages of the session given to the model.
     memory_window: int = Field(default=10, ge=0, le=500)
+    # False leaves the app out of the MCP server's tools (None, the default, offers it).
+    mcp: bool | None = None

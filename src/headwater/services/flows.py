@@ -1,4 +1,5 @@
-"""Runs of graph apps (chatflow, workflow): start, stream, pause for a human, resume, cancel, recover.
+"""Runs of graph apps (chatflow, workflow, and agents as the graph they imply): start, stream, pause for a
+human, resume, cancel, recover.
 
 `FlowService.prepare()` does everything that can fail on bad input (graph,
 required inputs, empty message) before a run exists, then records the run and
@@ -12,6 +13,13 @@ Every execution starts from what the store says: the run's persisted
 pause or a crash is never run again, and its outputs are put back for the
 nodes after it. A run ends in one transaction that writes its last events, its
 status and outputs and, for a chatflow, the user's message and the reply.
+
+Apps without a graph of their own (agents; chatbots, for the conversation threads)
+run as the graph their config implies (services/implied_graphs.py) and are
+conversational like a chatflow. A run of a conversation thread (`thread_id`)
+leaves its messages to the thread's journal (services/thread_journal.py), which
+writes them in the run's own transactions: the caller's `also` at the start or at
+an answer, and the journal's hook when the run pauses or ends.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,8 +47,11 @@ from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.queue.handlers import JobHeldElsewhere
 from headwater.providers.base import ChatMessage
 from headwater.runtime import Runtime
+from headwater.services import thread_journal
 from headwater.services.apps import GRAPH_KINDS, AppSnapshot
+from headwater.services.implied_graphs import IMPLIED_KINDS, runnable_graph
 from headwater.services.run_end import end_unattended_run
+from headwater.services.run_outcome import Exchange, RunOutcome, with_partial_mark
 from headwater.services.runs import TERMINAL_STATUSES, RunService
 from headwater.services.sessions import SessionService
 from headwater.store.flow_models import FlowRunState
@@ -50,6 +61,11 @@ log = logging.getLogger(__name__)
 FLOW_JOB_KIND = "flow_run"
 HISTORY_LIMIT = 50
 CANCEL_WAIT_SECONDS = 5.0
+RUNNABLE_KINDS = GRAPH_KINDS + IMPLIED_KINDS
+# Kinds whose runs are turns of a conversation: a session, the message as `sys.query`, a reply.
+CONVERSATIONAL_KINDS = ("chatflow",) + IMPLIED_KINDS
+# More writes for the transaction that records a run (or its answer): (db, run) -> None.
+AlsoWrite = Callable[[AsyncSession, Run], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -66,6 +82,10 @@ class FlowRequest:
     files: list[Any] = field(default_factory=list)
     # The id a chatflow's reply gets in the session history, when the caller must know it in advance.
     reply_message_id: str | None = None
+    # An app called by another (an agent's run_app tool): how many apps are above it.
+    call_depth: int = 0
+    # The conversation thread (FlowGen chat, playground workflow) this run is a turn of.
+    thread_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,21 +126,24 @@ class FlowService:
 
     # -- starting ------------------------------------------------------------------------------
 
-    async def prepare(self, request: FlowRequest, *, background: bool = False) -> tuple[str, str | None]:
+    async def prepare(self, request: FlowRequest, *, background: bool = False,
+                      also: AlsoWrite | None = None) -> tuple[str, str | None]:
         """Check the request and record the run; returns (run id, session id). Nothing runs yet."""
-        prepared = await self._prepare(request, background)
+        prepared = await self._prepare(request, background, also)
         return prepared.run.id, prepared.run.session_id
 
-    async def _prepare(self, request: FlowRequest, background: bool) -> _Loaded:
+    async def _prepare(self, request: FlowRequest, background: bool, also: AlsoWrite | None = None) -> _Loaded:
         app, version = request.snapshot.app, request.snapshot.version
-        if app.kind not in GRAPH_KINDS:
-            raise InvalidInput(f"'{app.slug}' is a {app.kind} app, not a chatflow or workflow")
-        if version.graph is None:
+        if app.kind not in RUNNABLE_KINDS:
+            raise InvalidInput(f"'{app.slug}' is a {app.kind} app, not a chatflow, workflow or agent")
+        graph_kind, definition = runnable_graph(app.kind, version.config, version.graph)
+        if definition is None:
             raise InvalidInput("this app has no graph")
-        graph = compile_for_run(app.kind, app.id, version.version, version.graph)
+        graph = compile_for_run(graph_kind, app.id, version.version, definition)
         message = message_of(request)
-        if app.kind == "chatflow" and not (message or "").strip():
-            raise InvalidInput("a chatflow needs a message (input 'query' or 'message')")
+        conversational = app.kind in CONVERSATIONAL_KINDS
+        if conversational and not (message or "").strip():
+            raise InvalidInput(f"a {app.kind} needs a message (input 'query' or 'message')")
         start = graph.nodes[graph.entries[0]]
         inputs = start.accept_inputs(request.inputs, message)
         job_id = new_id() if background else None
@@ -130,7 +153,7 @@ class FlowService:
             run = Run(
                 workspace_id=request.workspace_id, app_id=app.id, app_version=version.version,
                 session_id=session_id, status="queued" if background else "running", source=request.source,
-                inputs=_recorded_inputs(request.inputs, message, app.kind), created_at=now,
+                inputs=_recorded_inputs(request.inputs, message, conversational), created_at=now,
                 started_at=None if background else now,
                 owner_id=None if background else self.runtime.owner_id,
                 lease_until=None if background else self.runtime.lease_until(now),
@@ -141,14 +164,17 @@ class FlowService:
                 run_id=run.id, workspace_id=request.workspace_id, kind=app.kind, inputs=inputs, job_id=job_id,
                 sys={
                     "run_id": run.id, "app_id": app.id, "session_id": session_id, "user_id": request.user_id,
-                    "query": message if app.kind == "chatflow" else (message or ""), "history": history,
+                    "query": message if conversational else (message or ""), "history": history,
                     "files": list(request.files),
                     # Kept with the run, so a reply saved after a pause or a restart still gets it.
                     "reply_message_id": request.reply_message_id or new_id(),
+                    "call_depth": request.call_depth, "thread_id": request.thread_id,
                 },
                 answers={}, waiting=[],
             )
             db.add(state_row)
+            if also is not None:
+                await also(db, run)
             await db.commit()
         if background:
             await self.runtime.jobs.enqueue(FLOW_JOB_KIND, {"run_id": run.id}, workspace_id=request.workspace_id,
@@ -159,12 +185,12 @@ class FlowService:
         prepared = await self._prepare(request, background=False)
         return FlowExecution(self, prepared.run.id, prepared.run.session_id, preloaded=prepared)
 
-    async def start_background(self, request: FlowRequest) -> str:
-        run_id, _ = await self.prepare(request, background=True)
+    async def start_background(self, request: FlowRequest, also: AlsoWrite | None = None) -> str:
+        run_id, _ = await self.prepare(request, background=True, also=also)
         return run_id
 
     async def _session(self, db: AsyncSession, request: FlowRequest, kind: str) -> tuple[str | None, list]:
-        if kind != "chatflow" and not request.session_id:
+        if kind not in CONVERSATIONAL_KINDS and not request.session_id:
             return None, []
         sessions = SessionService(db)
         session = await sessions.get_or_create(
@@ -181,6 +207,7 @@ class FlowService:
 
     async def resume(
         self, workspace_id: str, run_id: str, message: str, *, node_id: str | None = None, background: bool = False,
+        also: AlsoWrite | None = None,
     ) -> "FlowExecution | str":
         """Answer a waiting run; it continues from the paused node (foreground handle, or run id if background)."""
         job_id = new_id() if background else None
@@ -206,6 +233,8 @@ class FlowService:
             state.updated_at = utcnow()
             if job_id:
                 state.job_id = job_id
+            if also is not None:
+                await also(db, run)
             await db.commit()
             session_id = run.session_id
         if background:
@@ -228,7 +257,9 @@ class FlowService:
             version = await db.scalar(
                 select(AppVersion).where(AppVersion.app_id == run.app_id, AppVersion.version == run.app_version)
             )
-            unrunnable = state is None or version is None or version.graph is None
+            graph_kind, definition = (runnable_graph(state.kind, version.config, version.graph)
+                                      if state is not None and version is not None else (None, None))
+            unrunnable = definition is None
             if not unrunnable:
                 rows = await db.execute(
                     select(RunEvent.type, RunEvent.data).where(
@@ -242,7 +273,7 @@ class FlowService:
             await end_unattended_run(self.runtime, run_id, "failed",
                                      RunFailure("app_missing", "the app of this run no longer exists", 409))
             return None
-        graph = compile_for_run(state.kind, run.app_id, run.app_version, version.graph)
+        graph = compile_for_run(graph_kind, run.app_id, run.app_version, definition)
         return _Loaded(run, state, graph, known, last_seq)
 
     async def _execute(self, run_id: str, sink: asyncio.Queue | None, foreground: bool,
@@ -332,31 +363,31 @@ class FlowService:
         elapsed_ms = (run.elapsed_ms or 0) + int((time.perf_counter() - started) * 1000)
         outputs = self._outputs(state, status)
         usage = state.usage.as_dict()
-        final: list[Event] = []
-        if status == "waiting":
-            waiting = [{"node_id": nid, "prompt": prompt} for nid, prompt in paused]
-            for nid, prompt in paused:
-                final.append(recorder.emit(ev.HumanInputRequired(node_id=nid, prompt=prompt), deliver=False))
-        else:
-            waiting = []
-            if error is not None:
-                final.append(recorder.emit(ev.ErrorEvent.of(error), deliver=False))
-            final.append(recorder.emit(ev.RunFinished(
-                status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error,
-            ), deliver=False))
         now = utcnow()
+        waiting = [{"node_id": nid, "prompt": prompt} for nid, prompt in paused]
+        if status == "waiting":  # not an end: the run goes on when the questions are answered
+            final = [recorder.emit(ev.HumanInputRequired(node_id=nid, prompt=prompt), deliver=False)
+                     for nid, prompt in paused]
+            columns: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage, "error": None,
+                                       "elapsed_ms": elapsed_ms, "owner_id": None}
+            exchange_rows: list[dict[str, Any]] = []
+        else:
+            outcome = RunOutcome(status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error)
+            final = [recorder.emit(payload, deliver=False) for payload in outcome.events()]
+            columns = outcome.run_columns(now)
+            exchange_rows = self._exchange_rows(state, run, outcome, now)
 
         async def write(db: AsyncSession) -> None:
-            values: dict[str, Any] = {"status": status, "outputs": outputs, "usage": usage,
-                                      "error": error.to_data() if error else None,
-                                      "elapsed_ms": elapsed_ms, "owner_id": None}
-            if status != "waiting":
-                values["finished_at"] = now
-            await db.execute(update(Run).where(Run.id == run.id).values(**values))
+            await db.execute(update(Run).where(Run.id == run.id).values(**columns))
             await db.execute(update(FlowRunState).where(FlowRunState.run_id == run.id)
                              .values(waiting=waiting, updated_at=now))
-            if state.kind == "chatflow" and status in ("succeeded", "cancelled") and run.session_id:
-                await self._save_exchange(db, state, run, outputs, usage, status, now)
+            if state.sys.get("thread_id"):  # a thread's turn: its messages are the thread journal's
+                await thread_journal.record_run_end(db, state.sys, run, status, outputs, usage, elapsed_ms, waiting)
+            if exchange_rows:
+                await db.execute(insert(Message), exchange_rows)
+                await db.execute(update(ChatSession).where(
+                    ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id
+                ).values(updated_at=now))
 
         await recorder.durable(also=write)
         recorder.deliver(final)
@@ -372,33 +403,26 @@ class FlowService:
         else:
             reply = "".join(state.streamed)
         outputs: dict[str, Any] = dict(state.end_outputs)
-        if state.kind == "chatflow":
+        if state.kind in CONVERSATIONAL_KINDS:
             outputs["text"] = reply  # a chatflow's reply; a workflow's `end` outputs are its own
         elif state.reply_parts:
             outputs.setdefault("text", "".join(state.reply_parts))
         if state.citations:
             outputs["citations"] = state.citations
-        if status == "cancelled" or (status == "failed" and reply):  # what was said before the end is kept, marked
-            outputs["partial"] = True
-        return outputs
+        return with_partial_mark(outputs, status)
 
-    async def _save_exchange(self, db: AsyncSession, state: RunState, run: Run, outputs: dict[str, Any],
-                             usage: dict[str, int], status: str, now) -> None:
-        common = {"workspace_id": run.workspace_id, "session_id": run.session_id, "app_id": run.app_id,
-                  "run_id": run.id}
-        reply_meta: dict[str, Any] = {"usage": usage}
-        if status == "cancelled":
-            reply_meta["partial"] = True
-        if outputs.get("citations"):
-            reply_meta["citations"] = outputs["citations"]
-        await db.execute(insert(Message), [
-            {**common, "id": new_id(), "role": "user", "content": state.sys.get("query") or "", "meta": {},
-             "created_at": run.created_at},
-            {**common, "id": state.sys.get("reply_message_id") or new_id(), "role": "assistant",
-             "content": outputs.get("text", ""), "meta": reply_meta, "created_at": now},
-        ])
-        await db.execute(update(ChatSession).where(
-            ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id).values(updated_at=now))
+    @staticmethod
+    def _exchange_rows(state: RunState, run: Run, outcome: RunOutcome, now) -> list[dict[str, Any]]:
+        """A conversational run's turn in its conversation (a workflow run is not one; a thread's turn is
+        written by the thread's journal)."""
+        if (state.kind not in CONVERSATIONAL_KINDS or not run.session_id or not outcome.keeps_exchange
+                or state.sys.get("thread_id")):
+            return []
+        exchange = Exchange(
+            workspace_id=run.workspace_id, session_id=run.session_id, app_id=run.app_id, run_id=run.id,
+            question=state.sys.get("query") or "", asked_at=run.created_at, reply_id=state.sys.get("reply_message_id"),
+        )
+        return exchange.rows(outcome, outcome.outputs.get("text", ""), now, citations=outcome.outputs.get("citations"))
 
     async def result(self, run_id: str) -> FlowResult:
         async with self.runtime.sessionmaker() as db:
@@ -470,9 +494,9 @@ def _run_timeout(graph: CompiledGraph, default: float) -> float:
     return graph.run_timeout or default
 
 
-def _recorded_inputs(inputs: dict[str, Any], message: str | None, kind: str) -> dict[str, Any]:
+def _recorded_inputs(inputs: dict[str, Any], message: str | None, conversational: bool) -> dict[str, Any]:
     recorded = dict(inputs)
-    if kind == "chatflow" and message is not None:
+    if conversational and message is not None:
         recorded.setdefault("query", message)
     return recorded
 

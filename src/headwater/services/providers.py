@@ -14,7 +14,7 @@ from headwater import telemetry
 from headwater.config import Settings
 from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.providers.base import ChatProvider, ProviderConfig
-from headwater.providers.registry import ProviderPool, split_model_name
+from headwater.providers.registry import TEST_PROVIDER_TYPES, ProviderPool, split_model_name
 from headwater.services.secrets_box import SecretBox
 from headwater.store.config_cache import cache_of
 from headwater.store.models import Provider
@@ -52,7 +52,7 @@ class ProviderView:
 def builtin_configs(settings: Settings) -> dict[str, ProviderConfig]:
     configs = {"local": ProviderConfig(name="local", type="local", models=[LOCAL_MODEL_NAME])}
     if settings.enable_fake_provider:
-        configs["fake"] = ProviderConfig(name="fake", type="fake")
+        configs.update({name: ProviderConfig(name=name, type=name) for name in TEST_PROVIDER_TYPES})
     return configs
 
 
@@ -68,7 +68,7 @@ class ProviderService:
         self, workspace_id: str, *, name: str, type: str, base_url: str | None,
         api_key: str | None, models: list[str],
     ) -> ProviderView:
-        if name in self.builtins or name in ("local", "fake"):
+        if name in self.builtins or name in ("local", *TEST_PROVIDER_TYPES):
             raise Conflict(f"'{name}' is a built-in provider name")
         if type == "local":
             raise InvalidInput(

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, update
 
-from headwater.engine import events as ev
 from headwater.engine.events import EventLog
 from headwater.engine.failures import RunFailure
+from headwater.services.run_outcome import RunOutcome, with_partial_mark
 from headwater.services.runs import LIVE_STATUSES, save_events
 from headwater.store.models import Run, RunEvent, utcnow
 
@@ -32,15 +32,12 @@ async def end_unattended_run(runtime: "Runtime", run_id: str, status: str,
             return False
         stored_seq = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
         log = EventLog(run_id, max(stored_seq, await runtime.bus.last_seq(run_id)))
-        outputs = {**(run.outputs or {}), "partial": True} if status == "cancelled" else (run.outputs or {})
-        if error is not None:
-            log.emit(ev.ErrorEvent.of(error))
-        log.emit(ev.RunFinished(status=status, outputs=outputs, usage=run.usage or {},
-                                elapsed_ms=run.elapsed_ms or 0, error=error))
+        outcome = RunOutcome(status=status, outputs=with_partial_mark(run.outputs or {}, status),
+                             usage=run.usage or {}, elapsed_ms=run.elapsed_ms or 0, error=error)
+        for payload in outcome.events():
+            log.emit(payload)
         result = await db.execute(
-            update(Run).where(Run.id == run_id, Run.status.in_(only_from))
-            .values(status=status, outputs=outputs, error=error.to_data() if error else None,
-                    finished_at=utcnow(), owner_id=None)
+            update(Run).where(Run.id == run_id, Run.status.in_(only_from)).values(**outcome.run_columns(utcnow()))
         )
         if result.rowcount != 1:
             await db.rollback()

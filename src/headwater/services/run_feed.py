@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from headwater.engine.bus import follow_run
 from headwater.engine.events import Event, stored_event
 from headwater.engine.graph import compile_for_run
+from headwater.services.implied_graphs import runnable_graph
 from headwater.services.run_trace import node_trace
 from headwater.services.runs import TERMINAL_STATUSES, RunService
 from headwater.store.flow_models import FlowRunState
@@ -79,6 +80,13 @@ async def follow(runtime: "Runtime", workspace_id: str, run_id: str, after_seq: 
     return FollowedRun(run_id, kind, follow_run(runtime.bus, run_id, after_seq, load_after, has_ended))
 
 
+async def last_seq(runtime: "Runtime", run_id: str) -> int:
+    """The run's last event so far (0 before its first): where a follower that wants only what comes next starts."""
+    async with runtime.sessionmaker() as db:
+        stored = await db.scalar(select(func.max(RunEvent.seq)).where(RunEvent.run_id == run_id)) or 0
+    return max(stored, await runtime.bus.last_seq(run_id))
+
+
 async def progress(runtime: "Runtime", workspace_id: str, run_id: str) -> RunProgress:
     async with runtime.sessionmaker() as db:
         run = await RunService(db).get(workspace_id, run_id)
@@ -103,6 +111,9 @@ async def _total_nodes(db, run: Run, state: FlowRunState | None) -> int:
     version = await db.scalar(
         select(AppVersion).where(AppVersion.app_id == run.app_id, AppVersion.version == run.app_version)
     )
-    if version is None or version.graph is None:
+    if version is None:
         return 0
-    return len(compile_for_run(state.kind, run.app_id, run.app_version, version.graph).nodes)
+    graph_kind, definition = runnable_graph(state.kind, version.config, version.graph)
+    if definition is None:
+        return 0
+    return len(compile_for_run(graph_kind, run.app_id, run.app_version, definition).nodes)

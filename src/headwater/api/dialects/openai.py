@@ -18,6 +18,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
+from headwater.api.dialects.completions import chat_completion, finish_reason
 from headwater.api.native.schemas import DialectRequest
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import run_id_header, sse_response
@@ -138,15 +139,10 @@ async def chat_completions(body: ChatCompletionRequest, principal: ChatbotKey, d
         result = await turn.collect()
         if result.status == "failed":
             raise result.error.http_error(result.run_id)
-        return FastJSONResponse({
-            "id": completion_id, "object": "chat.completion", "created": created, "model": body.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                         "finish_reason": _finish_reason(result.finish_reason), "logprobs": None}],
-            "usage": result.usage.as_dict(),
-            "conversation_id": result.session_id,
-            "citations": result.citations,  # extra top-level field: the SDK keeps it in model_extra
-            "system_fingerprint": None,
-        }, headers=run_id_header(turn.run_id))
+        return FastJSONResponse(chat_completion(
+            run_id=turn.run_id, created=created, model=body.model, text=result.text, reason=result.finish_reason,
+            usage=result.usage.as_dict(), conversation_id=result.session_id, citations=result.citations,
+        ), headers=run_id_header(turn.run_id))
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return sse_response(_stream_chunks(turn, completion_id, created, body.model, include_usage), run_id=turn.run_id)
 
@@ -174,7 +170,7 @@ async def _stream_chunks(turn, completion_id: str, created: int, model: str, inc
                     failed = True
                     yield b"data: " + orjson.dumps({"error": {"message": message, "type": code}}) + b"\n\n"
                 case ev.RunFinished(finish_reason=reason, usage=usage) if not failed:
-                    yield chunk({}, _finish_reason(reason))
+                    yield chunk({}, finish_reason(reason))
                     if include_usage:
                         yield b"data: " + orjson.dumps({
                             "id": completion_id, "object": "chat.completion.chunk", "created": created,
@@ -182,10 +178,6 @@ async def _stream_chunks(turn, completion_id: str, created: int, model: str, inc
                         }) + b"\n\n"
     if not failed:
         yield b"data: [DONE]\n\n"
-
-
-def _finish_reason(reason: str | None) -> str:
-    return reason if reason in ("stop", "length", "content_filter", "tool_calls") else "stop"
 
 
 @router.get("/v1/models")

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
+from headwater.api.dialects.completions import chat_completion, usage_object
 from headwater.api.native.schemas import DialectRequest
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import format_event, last_event_id_after, run_id_header, sse_response
@@ -152,20 +153,11 @@ async def _frames(events, kind: str):
 
 
 def _chat_completion(result: FlowResult, snapshot: AppSnapshot) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-{result.run_id}", "object": "chat.completion", "created": int(time.time()),
-        "model": snapshot.app.slug,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": "stop"}],
-        "usage": _usage(result.usage),
-        "conversation_id": result.session_id, "execution_id": result.run_id, "status": result.status,
+    return chat_completion(
+        run_id=result.run_id, created=int(time.time()), model=snapshot.app.slug, text=result.text, reason="stop",
+        usage=result.usage, conversation_id=result.session_id, execution_id=result.run_id, status=result.status,
         **({"waiting_for": result.waiting} if result.waiting else {}),
-    }
-
-
-def _usage(usage: dict[str, int] | None) -> dict[str, int]:
-    usage = usage or {}
-    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    )
 
 
 @router.post("/execute_chatflow/{app_id}/execute")
@@ -197,7 +189,7 @@ async def execute_workflow(app_id: str, body: ExecutionRequest, principal: Chatb
         nodes = await node_trace(session, result.run_id)
     return FastJSONResponse({
         "execution_id": result.run_id, "status": _lower_status(result.status), "outputs": result.outputs,
-        "node_results": nodes, "usage": _usage(result.usage), "elapsed_ms": result.elapsed_ms,
+        "node_results": nodes, "usage": usage_object(result.usage), "elapsed_ms": result.elapsed_ms,
         **({"error": result.error.to_data()} if result.error else {}),
         **({"waiting_for": result.waiting} if result.waiting else {}),
     }, headers=run_id_header(result.run_id))

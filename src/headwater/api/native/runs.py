@@ -2,7 +2,7 @@
 
 `POST /v1/runs` is the native way to run any app, and the machinery every
 dialect's execution routes use: chatbot apps go through ChatService,
-chatflows and workflows through FlowService. `GET /v1/runs/{id}/stream` follows
+chatflows, workflows and agents through FlowService. `GET /v1/runs/{id}/stream` follows
 any run live and `DELETE /v1/runs/{id}` stops any run, whichever process executes it.
 """
 
@@ -23,7 +23,7 @@ from headwater.api.native.schemas import StrictModel
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import format_event, last_event_id_after, run_id_header, sse_response
 from headwater.errors import InvalidInput
-from headwater.services.apps import GRAPH_KINDS, AppService
+from headwater.services.apps import FLOW_KINDS, AppService
 from headwater.services.chat import ChatService, TurnRequest
 from headwater.services.flows import FlowRequest, FlowService
 from headwater.services.run_feed import follow
@@ -82,7 +82,7 @@ async def create_run(body: RunCreate, principal: ChatbotKey, db: DbSession, runt
     kind = snapshot.app.kind
     if kind == "chatbot":
         return await _chatbot_run(body, principal, runtime, snapshot, stream)
-    if kind not in GRAPH_KINDS:
+    if kind not in FLOW_KINDS:
         raise InvalidInput(f"apps of kind '{kind}' are not run through /v1/runs")
     service = FlowService(runtime)
     request = FlowRequest(

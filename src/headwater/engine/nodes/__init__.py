@@ -6,7 +6,7 @@ import importlib
 
 BUILTIN_NODE_MODULES = (
     "start", "answer", "end", "llm", "template", "condition", "classifier", "variable",
-    "iteration", "http_request", "human_input", "code", "retrieval", "agent",
+    "iteration", "http_request", "human_input", "code", "retrieval", "agent", "mcp_tool",
 )
 _loaded = False
 
