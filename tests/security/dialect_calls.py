@@ -173,4 +173,63 @@ def _successful(name: str) -> Callable[[Tenant, str], str]:
     return run
 
 
-DIALECT_CALLS: dict[str, Callable[[Tenant, str], str]] = {name: _successful(name) for name in DIALECT_REQUESTS}
+def _wait_for_reply(tenant: Tenant, path: str, role_field: str = "role", timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = [m for m in tenant.get(path) if m.get(role_field) == "assistant"]
+        if replies:
+            return replies[-1]["content"]
+        time.sleep(0.05)
+    raise AssertionError(f"no reply at {path}")
+
+
+def _flowgen(kind: str) -> Callable[[Tenant, str], str]:
+    """FlowGen chats: the message is taken at once (202), the reply comes in the chat's messages."""
+    def run(tenant: Tenant, message: str) -> str:
+        chat = tenant.post("/chats", {"name": "chat", "from_type": "flow", "from_flow": tenant.value(kind)}).json()
+        tenant.post(f"/chats/{chat['id']}/messages", {"message": message})
+        return _wait_for_reply(tenant, f"/chats/{chat['id']}/messages")
+
+    return run
+
+
+def _mcp(kind: str) -> Callable[[Tenant, str], str]:
+    """The app as an MCP tool, called with the official SDK over /mcp."""
+    def run(tenant: Tenant, message: str) -> str:
+        import asyncio
+
+        import httpx2
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+
+        async def call_tool() -> str:
+            async with httpx2.AsyncClient(headers={"X-API-Key": tenant.admin_key}, timeout=30) as http:
+                transport = streamable_http_client(f"{tenant.server.base_url}/mcp", http_client=http)
+                async with Client(transport, cache=None) as client:
+                    result = await client.call_tool(tenant.obj(kind)["slug"], {"message": message})
+            assert not result.is_error, result
+            return result.content[0].text
+
+        return asyncio.run(call_tool())
+
+    return run
+
+
+def playground(tenant: Tenant, message: str) -> str:
+    """A playground workflow with the tenant's agent app; whatever the agent makes of it (for the secrets test)."""
+    started = tenant.post("/api/chat/playground/start", {"input": message},
+                          params={"appId": tenant.value("agent_app"), "workflowMode": "React"}).json()
+    deadline = time.monotonic() + 30
+    while tenant.get(f"/api/workflows/{started['id']}/status")["status"] == "running":
+        assert time.monotonic() < deadline, "the playground workflow did not settle"
+        time.sleep(0.05)
+    return json.dumps(tenant.get(f"/api/workflows/{started['id']}/messages"))
+
+
+DIALECT_CALLS: dict[str, Callable[[Tenant, str], str]] = {
+    **{name: _successful(name) for name in DIALECT_REQUESTS},
+    "flowgen chatbot": _flowgen("chatbot_app"),
+    "flowgen chatflow": _flowgen("chatflow_app"),
+    "mcp chatbot": _mcp("chatbot_app"),
+    "mcp chatflow": _mcp("chatflow_app"),
+}

@@ -44,6 +44,13 @@ INLINE_SCOPES: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/vector/upsert/{app_id}"): "knowledge",
     ("POST", "/api/v1/prediction/{app_id}"): "chatbot",
     (WEBSOCKET, "/chats/{chat_id}/ws"): "chatbot",
+    # The MCP endpoint authenticates each request itself (api/mcp_server.py), with the scope that runs apps.
+    ("GET", "/mcp"): "chatbot",
+    ("POST", "/mcp"): "chatbot",
+    ("DELETE", "/mcp"): "chatbot",
+    # Reading the Studio session and signing out need its cookie (their own dependency, web/routes.py).
+    ("GET", "/studio/api/session"): "any",
+    ("DELETE", "/studio/api/session"): "any",
 }
 MOUNT_METHODS = ("GET", "POST", "DELETE")
 

@@ -192,3 +192,30 @@ def test_bodies_that_claim_ownership_are_refused(server, routes, tenant_a, tenan
     assert checked >= 30
     assert not failures, report(failures)
 
+
+
+def test_mcp_shows_and_runs_only_the_callers_apps(server, routes, tenant_a, tenant_b):
+    """Over /mcp (when the server has it), another workspace's apps are neither listed nor callable."""
+    if not any(route.path == "/mcp" for route in routes):
+        return
+    import asyncio
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    theirs = [tenant_b.obj(kind)["slug"] for kind in ("chatbot_app", "chatflow_app", "workflow_app")]
+    mine = tenant_a.obj("chatbot_app")["slug"]
+
+    async def as_a():
+        async with httpx2.AsyncClient(headers={"X-API-Key": tenant_a.admin_key}, timeout=30) as http:
+            async with Client(streamable_http_client(f"{server.base_url}/mcp", http_client=http), cache=None) as client:
+                listed = [tool.name for tool in (await client.list_tools()).tools]
+                calls = [await client.call_tool(slug, {"message": "hello"}) for slug in theirs]
+        return listed, calls
+
+    listed, calls = asyncio.run(as_a())
+    count("isolation matrix cells", len(theirs) * 2)
+    assert mine in listed and not set(theirs) & set(listed)
+    assert all(call.is_error for call in calls)
+    assert not any(found in str(call.content) for call in calls for found in tenant_b.ids())

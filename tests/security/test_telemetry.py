@@ -18,7 +18,7 @@ import uuid
 
 import httpx
 import pytest
-from dialect_calls import DIALECT_CALLS
+from dialect_calls import DIALECT_CALLS, playground
 from otlp_collector import serve_collector
 from route_table import count, report
 from support.provider_mocks import MockState, ServedApp, openai_app
@@ -27,6 +27,7 @@ from tenants import CHATFLOW_GRAPH, WORKFLOW_GRAPH, Tenant
 
 PROVIDER_KEY = "prov-key-" + uuid.uuid4().hex
 ADMIN_PASSWORD = "admin-pass-" + uuid.uuid4().hex
+MCP_HEADER = "mcp-header-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def tenant(observed, upstream) -> Tenant:
     chatflow = json.loads(json.dumps(CHATFLOW_GRAPH).replace("fake/echo", model))
     workflow = json.loads(json.dumps(WORKFLOW_GRAPH).replace("fake/echo", model))
     for kind, body in (("chatbot", {"config": {"model": model}}), ("chatflow", {"graph": chatflow}),
-                       ("workflow", {"graph": workflow})):
+                       ("workflow", {"graph": workflow}), ("agent", {"config": {"mode": "react", "model": model}})):
         app = tenant.post("/v1/apps", {"name": f"observed {kind}", "kind": kind, **body}).json()
         tenant._objects[f"{kind}_app"] = {"id": app["id"], "slug": app["slug"]}
     return tenant
@@ -201,6 +202,7 @@ def test_no_secret_reaches_a_log_line_a_span_or_the_metrics(observed, tenant, up
                "admin password": ADMIN_PASSWORD, "instance admin key": observed.admin_key}
     for name, call in DIALECT_CALLS.items():
         call(tenant, f"hello through {name}")
+    playground(tenant, "hello through the playground")
     for mode in ("401", "500", "429", "400", "break"):
         upstream.state.script[:] = [mode] * 3
         upstream.state.retry_after = "0"
@@ -219,6 +221,21 @@ def test_no_secret_reaches_a_log_line_a_span_or_the_metrics(observed, tenant, up
             client.get(f"/v1/apps/{key}")  # a key pasted where an id goes
             client.post("/v1/providers", json={"name": "leak", "type": "openai", "api_key": PROVIDER_KEY,
                                                "base_url": "not a url"})
+    # A Studio session (its cookie and CSRF token), and a remote MCP server registered with a secret header.
+    with httpx.Client(base_url=observed.base_url, timeout=30) as browser:
+        signed_in = browser.post("/studio/api/session", json={"username": "admin", "password": ADMIN_PASSWORD})
+        assert signed_in.status_code == 201, signed_in.text
+        cookie, csrf = next(iter(browser.cookies.values())), signed_in.json()["csrf_token"]
+        browser.get("/v1/apps")
+        browser.post("/v1/apps", json={"name": "x", "kind": "chatbot"}, headers={"X-CSRF-Token": csrf})
+        browser.delete("/studio/api/session", headers={"X-CSRF-Token": csrf})
+    secrets.update({"studio cookie": cookie, "studio CSRF token": csrf})
+    with tenant.client() as client:
+        server = client.post("/v1/mcp-servers", json={"name": "remote", "url": "https://1.1.1.1/mcp",
+                                                       "headers": {"Authorization": f"Bearer {MCP_HEADER}"}})
+        assert server.status_code == 201, server.text
+        client.get(f"/v1/mcp-servers/{server.json()['id']}/tools", params={"refresh": "true"})
+    secrets["MCP server header"] = MCP_HEADER
     with observed.client(observed.admin_key) as admin:
         metrics = admin.get("/metrics").text
     time.sleep(0.5)  # the last spans' batch
