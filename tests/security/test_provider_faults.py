@@ -16,6 +16,7 @@ the package's fake provider failing mid-stream. The server gives a provider
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -203,4 +204,62 @@ def test_the_fake_provider_failing_mid_stream_through_every_dialect(faulty_serve
                 problems.append(("kept text", run["outputs"]))
         failures += [(name, *p) for p in problems]
     count("provider faults injected (fake provider)", len(DIALECT_REQUESTS))
+    assert not failures, report(failures)
+
+
+def _flowgen_turn(tenant: Tenant, message: str) -> str:
+    """A FlowGen chat message (answered in the background): the run's id once the turn has ended."""
+    chat = tenant.post("/chats", {"name": "c", "from_type": "flow", "from_flow": tenant.value("chatbot_app")}).json()
+    run_id = tenant.post(f"/chats/{chat['id']}/messages", {"message": message}).headers["x-run-id"]
+    deadline = time.monotonic() + DEADLINE * 2
+    while tenant.get(f"/chats/{chat['id']}")["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return run_id
+
+
+def _mcp_turn(tenant: Tenant, message: str) -> str:
+    import asyncio
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def call_tool():
+        async with httpx2.AsyncClient(headers={"X-API-Key": tenant.admin_key}, timeout=60) as http:
+            async with Client(streamable_http_client(f"{tenant.server.base_url}/mcp", http_client=http),
+                              cache=None) as client:
+                return await client.call_tool(tenant.obj("chatbot_app")["slug"], {"message": message})
+
+    result = asyncio.run(call_tool())
+    assert result.is_error, result
+    return result.meta["headwater/run_id"]
+
+
+def test_provider_faults_through_flowgen_chats_and_mcp_tools(faulty_server, faults, routes):
+    served, state = faults
+    tenant = _tenant(faulty_server, "async-faults", "upstream/mock-small", f"{served.base_url}/v1")
+    paths = {route.path for route in routes}
+    turns = {"flowgen": _flowgen_turn} if "/chats" in paths else {}
+    if "/mcp" in paths:
+        turns["mcp"] = _mcp_turn
+    expected = {"429 every time": ("429", RETRIES + 1), "400": ("400", 1), "never answers": ("timed out", RETRIES + 1)}
+    failures = []
+
+    def run_case(case):
+        (dialect, turn), (scenario, (says, attempts)) = case
+        token = state.play(f"case-{uuid.uuid4().hex[:12]}", *SCENARIOS[scenario])
+        started = time.monotonic()
+        run_id = turn(tenant, f"{token} please")
+        return dialect, scenario, says, attempts, time.monotonic() - started, tenant.get(f"/v1/runs/{run_id}"), \
+            state.arrivals[token]
+
+    cases = [(t, e) for t in turns.items() for e in expected.items()]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for dialect, scenario, says, attempts, took, run, arrivals in pool.map(run_case, cases):
+            error = run.get("error") or {}
+            if run["status"] != "failed" or error.get("code") != "provider_error" or says not in error.get("message", ""):
+                failures.append((dialect, scenario, run["status"], error))
+            if len(arrivals) != attempts or took > DEADLINE * 2:
+                failures.append((dialect, scenario, "attempts", len(arrivals), "took", round(took, 1)))
+    count("provider faults injected (mock on 127.0.0.1)", len(cases))
     assert not failures, report(failures)
