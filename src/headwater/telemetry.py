@@ -296,18 +296,18 @@ def traced_node(run_node: Callable) -> Callable:
     return wrapper
 
 
-class TracedProvider(ChatProvider):
-    """A provider with a span, token counts and error counts around every call; the rest passes through."""
+class TracedProvider:
+    """A provider with a span, token counts and error counts around every model call.
+
+    Everything else (capabilities such as `accepts_images` and `supports_tools`, listing
+    models, closing) is the wrapped provider's own: only the calls are intercepted.
+    """
 
     def __init__(self, inner: ChatProvider, name: str, kind: str):
         self.inner, self.name, self.kind = inner, name, kind
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self.inner, attribute)
-
-    @property
-    def accepts_images(self) -> bool:  # type: ignore[override]
-        return self.inner.accepts_images
 
     def stream_chat(self, model, messages, params):
         return _traced_call(self.inner.stream_chat(model, messages, params), self, model, streamed=True)
@@ -316,14 +316,11 @@ class TracedProvider(ChatProvider):
         return _traced_call(self.inner.reply_deltas(model, messages, params, streamed=streamed), self, model,
                             streamed=streamed)
 
-    async def list_models(self):
-        return await self.inner.list_models()
-
-    async def aclose(self):
-        await self.inner.aclose()
+    async def complete(self, model, messages, params):
+        return await ChatProvider.complete(self, model, messages, params)  # type: ignore[arg-type]
 
 
-def traced_provider(provider: ChatProvider, name: str, kind: str) -> ChatProvider:
+def traced_provider(provider: ChatProvider, name: str, kind: str) -> ChatProvider:  # type: ignore[return]
     """What `ProviderService.resolve` hands to callers: the provider, traced (one wrapper per provider)."""
     if isinstance(provider, TracedProvider):
         return provider
