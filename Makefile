@@ -17,11 +17,11 @@ install: $(VENV)/.runtime-installed
 
 install-test: $(VENV)/.test-installed
 
-$(VENV)/.runtime-installed: pyproject.toml scripts/install_llama.sh
+# Prebuilt wheels only (llama.cpp comes as xllamacpp's): no compiler, cmake or source build.
+$(VENV)/.runtime-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel
 	$(PY) -m pip install --quiet -e .
-	PYTHON=$(PY) bash scripts/install_llama.sh
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.runtime-installed

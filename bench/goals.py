@@ -133,15 +133,21 @@ def start_time(records: Records, _results: dict) -> Goal:
 
 @goal
 def local_model(records: Records, _results: dict) -> Goal:
-    name, target = "Local model tokens/s", "≥ 90 % of llama-cpp-python called directly"
+    name, target = "Local model tokens/s", "≥ 90 % of its runtime (xllamacpp) called directly"
     served = find(records, "local_model", "through Headwater")
-    direct = find(records, "local_model", "direct llama-cpp-python")
+    direct = find(records, "local_model", "direct xllamacpp")
     if served is None or direct is None or not direct.get("decode_tokens_per_s"):
         return _missing(name, target, "local_model")
     ratio = served["decode_tokens_per_s"] / direct["decode_tokens_per_s"]
     overall = (served["tokens_per_s"] or 0) / (direct["tokens_per_s"] or 1)
-    return Goal(name, target, f"decoding {served['decode_tokens_per_s']:.1f} vs {direct['decode_tokens_per_s']:.1f} "
-                              f"tokens/s = {ratio:.0%}; whole call {overall:.0%}", ratio >= 0.9)
+    measured = (f"decoding {served['decode_tokens_per_s']:.1f} vs {direct['decode_tokens_per_s']:.1f} "
+                f"tokens/s = {ratio:.0%}; whole call {overall:.0%}")
+    served_two, direct_two = (find(records, "local_model", f"2 at once, {side}") for side in
+                              ("through Headwater", "direct xllamacpp"))
+    if served_two and direct_two:
+        measured += (f"; 2 streams at once {served_two['aggregate_tokens_per_s']:.1f} vs "
+                     f"{direct_two['aggregate_tokens_per_s']:.1f} tokens/s in all")
+    return Goal(name, target, measured, ratio >= 0.9)
 
 
 @goal

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def _serve(args: argparse.Namespace) -> None:
     settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    # The app's own settings (what it prints at first start, in every worker process) see the
+    # address given on the command line too.
+    os.environ["HEADWATER_HOST"], os.environ["HEADWATER_PORT"] = host, str(port)
+    get_settings.cache_clear()
     print(f"Headwater listening on http://{host}:{port}", file=sys.stderr, flush=True)
     uvicorn.run(
         "headwater.server:create_app", factory=True, host=host, port=port, workers=args.workers,
@@ -87,7 +92,6 @@ def _worker(args: argparse.Namespace) -> None:
         print("error: headwater worker needs HEADWATER_REDIS_URL (the Redis the API processes queue jobs on)",
               file=sys.stderr)
         raise SystemExit(2)
-    import os
 
     from celery.signals import worker_shutdown
 

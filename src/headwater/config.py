@@ -36,7 +36,9 @@ class Settings(BaseSettings):
 
     local_model_path: Path | None = Field(default=None, description="A GGUF file; default: the packaged Gemma 3 270M.")
     local_model_threads: int | None = None
-    local_model_context: int = 2048
+    local_model_context: int = 2048  # per request
+    # Requests the embedded model decodes at once (continuous batching); more wait in line.
+    local_model_slots: int = Field(default=2, ge=1, le=64)
     # The package's deterministic fake provider (`fake/...` models), for tests and demos.
     enable_fake_provider: bool = False
 

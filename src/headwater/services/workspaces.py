@@ -70,5 +70,21 @@ async def bootstrap(db: AsyncSession, settings: Settings) -> None:
         if existing is None:
             _, key = await keys.create(DEFAULT_WORKSPACE_ID, BOOTSTRAP_KEY_NAME, ["admin"], is_instance_admin=True)
             # Printed, not logged: logs are kept and shipped, this must be seen once only.
-            print(f"\nHeadwater admin API key (shown once, store it now): {key}\n", file=sys.stderr, flush=True)
+            print(first_start_message(settings, key), file=sys.stderr, flush=True)
     await db.commit()
+
+
+def first_start_message(settings: Settings, key: str) -> str:
+    """The admin key, and one line to paste that gets a first answer from the embedded model
+    (it creates the chatbot `hello` on it, then asks it; pasted again, the first part just fails)."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://[{host}]:{settings.port}" if ":" in host else f"http://{host}:{settings.port}"
+    headers = f"-H 'X-API-Key: {key}' -H 'Content-Type: application/json'"
+    create = '{"name": "Hello", "slug": "hello", "kind": "chatbot", "config": {"model": "local/gemma-3-270m"}}'
+    ask = '{"model": "hello", "messages": [{"role": "user", "content": "What is the capital of France?"}]}'
+    curl = f"curl -s {base}/v1/apps {headers} -d '{create}' >/dev/null; curl -s {base}/v1/chat/completions {headers} -d '{ask}'"
+    return (
+        f"\nHeadwater admin API key (shown once, store it now): {key}\n"
+        f"Studio: {base}/studio (sign in with this key)\n"
+        f"First answer from the embedded model:\n  {curl}\n"
+    )

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 
 from headwater.engine.context import NodeContext
 from headwater.engine.nodes.base import ModelName, Node, NodeConfig, NodeResult, node_type
-from headwater.providers.base import ChatMessage, GenerationParams, Usage
+from headwater.providers.base import ChatMessage, GenerationParams, QueueWait, Usage
 
 DEFAULT_MEMORY_WINDOW = 10
 
@@ -49,9 +49,11 @@ async def stream_completion(ctx: NodeContext, model_name: str, messages: list[Ch
     provider, model = await ctx.run.resolve_model(model_name)
     parts: list[str] = []
     usage, finish_reason = Usage(), "stop"
+    queue = QueueWait()
     try:
         async with aclosing(provider.stream_chat(model, messages, params)) as stream:
             async for delta in stream:
+                queue.see(delta)
                 if delta.text:
                     parts.append(delta.text)
                     if stream_tokens:
@@ -63,6 +65,9 @@ async def stream_completion(ctx: NodeContext, model_name: str, messages: list[Ch
     except BaseException:
         ctx.partial["text"] = "".join(parts)
         raise
+    finally:
+        if (waited := queue.as_dict()) is not None:
+            ctx.record_inputs(queue=waited)  # the provider's line (the embedded model's slots)
     return "".join(parts), usage, finish_reason
 
 
