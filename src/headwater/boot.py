@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from headwater import telemetry
 from headwater.config import Settings
 from headwater.providers.registry import ProviderPool
 from headwater.runtime import Runtime, build_parts
@@ -50,6 +51,7 @@ async def build_runtime(settings: Settings) -> Runtime:
 
 
 async def open_runtime(settings: Settings, role: Role) -> tuple[Runtime, LeaseKeeper]:
+    telemetry.configure_tracing(settings, role)
     runtime = await build_runtime(settings)
     await cache_of(runtime.engine).start()
     keeper = LeaseKeeper(runtime)
@@ -63,3 +65,4 @@ async def close_runtime(runtime: Runtime, keeper: LeaseKeeper) -> None:
     await keeper.stop()
     await cache_of(runtime.engine).stop()
     await runtime.aclose()
+    telemetry.shutdown_tracing()

@@ -79,6 +79,9 @@ def _serve(args: argparse.Namespace) -> None:
     uvicorn.run(
         "headwater.server:create_app", factory=True, host=host, port=port, workers=args.workers,
         log_level="warning", access_log=False, proxy_headers=False, server_header=False,
+        # Headwater's own handler (headwater.telemetry) formats uvicorn's records too; one line per request
+        # comes from api.access, and idle WebSockets are pinged as often as idle SSE streams.
+        log_config=None, ws_ping_interval=settings.sse_ping_seconds,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,6 +29,10 @@ class Settings(BaseSettings):
     studio_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     studio_sign_in_per_minute: int = 10
     max_body_bytes: int = 10 * 1024 * 1024
+    # JSON bodies beyond these shapes are refused before any route parses them (api.middleware.InputGuard).
+    max_json_depth: int = 64
+    max_json_items: int = 50_000
+    max_json_keys: int = 1_000
 
     local_model_path: Path | None = Field(default=None, description="A GGUF file; default: the packaged Gemma 3 270M.")
     local_model_threads: int | None = None
@@ -63,6 +68,15 @@ class Settings(BaseSettings):
     flow_run_timeout_seconds: float = 3600.0
     # User-given URLs (http_request node, URL ingestion) may reach private addresses: intranet setups only.
     egress_allow_private: bool = False
+
+    # Observability: logs on stderr as JSON lines or text, one line per request; traces of runs over
+    # OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318) when set, none otherwise.
+    log_format: Literal["json", "text"] = "text"
+    log_level: str = "INFO"
+    log_requests: bool = True
+    otel_endpoint: str | None = None
+    # Idle SSE streams get a `: ping` comment this often (CONTRACTS: at most 15 s).
+    sse_ping_seconds: float = Field(default=15.0, gt=0, le=15.0)
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from headwater.api.responses import FastJSONResponse
 
-from headwater import __version__
+from headwater import __version__, telemetry
+from headwater.api.access import AccessLog
 from headwater.api.errors import install_error_handlers
 from headwater.api.mcp_server import McpServer
-from headwater.api.middleware import BodySizeLimit, RateLimitHeaders
+from headwater.api.openapi import document_responses
+from headwater.api.middleware import BodySizeLimit, InputGuard, RateLimitHeaders
 from headwater.api.routes import ROUTER_MODULES
 from headwater.boot import close_runtime, open_runtime
 from headwater.config import Settings, get_settings
@@ -25,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        telemetry.configure_logging(settings)
         runtime, keeper = await open_runtime(settings, "api")
         app.state.runtime = runtime
         try:
@@ -37,9 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Headwater", version=__version__, lifespan=lifespan, default_response_class=FastJSONResponse,
     )
     install_error_handlers(app)
+    document_responses(app)
     for module in ROUTER_MODULES:
         app.include_router(module.router)
     mcp.install(app)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(InputGuard, max_depth=settings.max_json_depth, max_items=settings.max_json_items,
+                       max_keys=settings.max_json_keys)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog, enabled=settings.log_requests)  # outermost: sees every answer, 413s too
     return app

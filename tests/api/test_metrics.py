@@ -12,6 +12,6 @@ def test_metrics_count_runs_for_the_instance_admin_only(server, workspace):
         response = admin.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    succeeded = [line for line in response.text.splitlines() if line.startswith('headwater_runs{status="succeeded"}')]
+    succeeded = [line for line in response.text.splitlines() if line.startswith('headwater_runs_stored{status="succeeded"}')]
     assert succeeded and float(succeeded[0].split()[-1]) >= 1
     assert "process_resident_memory_bytes" in response.text

@@ -112,6 +112,7 @@ async def _apply_rate_limit(request: HTTPConnection, runtime: Runtime, principal
     bucket = principal.key_id or "basic-admin"
     decision = await runtime.rate_limiter.hit(bucket, principal.rate_limit)
     request.scope.setdefault("state", {})[RATE_LIMIT_STATE] = decision.headers()
+    request.scope["state"]["key_id"] = bucket  # for the access log: which key, never the key
     if not decision.allowed:
         raise RateLimited(f"rate limit of {decision.limit} requests per minute exceeded", decision.reset_after)
 

@@ -18,17 +18,36 @@ _END = object()
 _PING = b": ping\n\n"
 
 
-def sse_response(frames: AsyncIterator[bytes | str], ping_interval: float = PING_INTERVAL_SECONDS, *,
+def sse_response(frames: AsyncIterator[bytes | str], ping_interval: float | None = None, *,
                  run_id: str | None = None) -> StreamingResponse:
     """Stream pre-formatted SSE frames, inserting `: ping` comments while the source is quiet.
 
     The source runs in its own task feeding a queue, so waiting for a ping never
     cancels the source mid-step. When the client goes away Starlette cancels this
     generator; we then cancel the source task, which cancels the run behind it.
-    `run_id` names the run the stream started (the `X-Run-Id` header).
+    `run_id` names the run the stream started (the `X-Run-Id` header). Pings come
+    every `ping_interval` seconds, by default the server's `sse_ping_seconds`.
     """
     headers = SSE_HEADERS if run_id is None else {**SSE_HEADERS, **run_id_header(run_id)}
-    return StreamingResponse(_with_pings(frames, ping_interval), media_type="text/event-stream", headers=headers)
+    return _PingingResponse(frames, ping_interval, headers)
+
+
+class _PingingResponse(StreamingResponse):
+    """The stream's pings are set up when it is sent, when the server's settings are at hand."""
+
+    def __init__(self, frames: AsyncIterator[bytes | str], ping_interval: float | None, headers: dict[str, str]):
+        super().__init__(frames, media_type="text/event-stream", headers=headers)
+        self._frames = frames
+        self._ping_interval = ping_interval
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.body_iterator = _with_pings(self._frames, self._ping_interval or _configured_interval(scope))
+        await super().__call__(scope, receive, send)
+
+
+def _configured_interval(scope) -> float:
+    runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+    return getattr(getattr(runtime, "settings", None), "sse_ping_seconds", PING_INTERVAL_SECONDS)
 
 
 def run_id_header(run_id: str) -> dict[str, str]:

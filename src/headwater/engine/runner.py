@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from headwater import telemetry
 from headwater.engine import events as ev
 from headwater.engine.context import NodeContext, RunState
 from headwater.engine.errors import NodeTimeout
@@ -146,6 +147,7 @@ class GraphScheduler:
             identity["parent"], identity["index"] = self.parent
         return identity
 
+    @telemetry.traced_node
     async def _run_node(self, nid: str) -> NodeResult:
         node = self.graph.nodes[nid]
         recorder = self.run.recorder

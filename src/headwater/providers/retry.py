@@ -13,6 +13,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
 
+from headwater import telemetry
 from headwater.providers.base import ChatDelta, ProviderError
 
 __all__ = ("stream_with_retries", "backoff_delay")
@@ -58,6 +59,7 @@ async def stream_with_retries(
             if yielded or not exc.retryable or attempt >= max_retries:
                 raise
             delay = backoff_delay(attempt, exc.retry_after, base_delay, max_delay)
+            telemetry.provider_retry(exc)
         finally:
             # Closing the failed (or abandoned) attempt releases its connection
             # now rather than whenever the garbage collector gets to it.

@@ -25,6 +25,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Integer, bindparam, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from headwater import telemetry
 from headwater.engine import events as ev
 from headwater.engine.events import Event, EventLog
 from headwater.engine.execution import END_OF_STREAM, RunTask
@@ -188,6 +189,7 @@ class ChatTurn:
         """Engine events, ending with run_finished; the run is recorded however the stream ends."""
         return RunTask(lambda sink: self._execute(sink, streamed=True), name=f"run:{self.run_id}").events()
 
+    @telemetry.traced_chat_turn
     async def _execute(self, sink: asyncio.Queue | None, streamed: bool) -> tuple[Event, str]:
         """The turn, in a task of its own (see engine.execution): (its run_finished, the reply's text).
 

@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from headwater import telemetry
 from headwater.engine import events as ev
 from headwater.engine.context import RunState
 from headwater.engine.events import Event
@@ -321,6 +322,7 @@ class FlowService:
             await db.commit()
         return claimed.rowcount == 1
 
+    @telemetry.traced_flow_run
     async def _execute_registered(self, loaded: _Loaded, state: RunState, foreground: bool,
                                   started: float) -> FlowResult:
         run, state_row, graph, recorder = loaded.run, loaded.state, loaded.graph, state.recorder

@@ -59,6 +59,8 @@ def safe_file_name(name: str | None) -> str | None:
         return None
     base = re.split(r"[\\/]", name)[-1]
     base = "".join(ch for ch in base if ch.isprintable()).strip()
+    if base.strip(".") == "":  # ".", "..": a name that is all path syntax names nothing
+        return None
     return base[:255] or None
 
 

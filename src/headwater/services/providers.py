@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from headwater import telemetry
 from headwater.config import Settings
 from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.providers.base import ChatProvider, ProviderConfig
@@ -119,7 +120,7 @@ class ProviderService:
                 raise InvalidInput(
                     f"unknown model '{full_model}': provider '{provider_name}' offers {', '.join(config.models)}"
                 )
-            return self.pool.get(config), model
+            return telemetry.traced_provider(self.pool.get(config), config.name, config.type), model
         # The row comes from the config cache, which any change to the providers empties in
         # every process (an edit or delete applies at once); what is derived from it
         # (decrypted key, pooled client) is reused while the row is byte-for-byte the same.
@@ -139,7 +140,8 @@ class ProviderService:
             )
             if len(cache) >= _RESOLVED_MAX:
                 cache.clear()
-            resolved = cache[key] = (self.pool.get(config), config.models)
+            resolved = cache[key] = (telemetry.traced_provider(self.pool.get(config), config.name, config.type),
+                                     config.models)
         provider, models = resolved
         if models and model not in models:
             raise InvalidInput(f"unknown model '{full_model}': provider '{provider_name}' offers {', '.join(models)}")

@@ -50,8 +50,10 @@ class RunOutcome:
 
 
 def with_partial_mark(outputs: dict[str, Any], status: str) -> dict[str, Any]:
-    """A cancelled run's outputs say they are partial (what was produced before the stop is kept)."""
-    return {**outputs, "partial": True} if status == "cancelled" else outputs
+    """A cancelled run's outputs, and a failed one's that had said something, say they are partial
+    (what was produced before the stop or the failure is kept)."""
+    partial = status == "cancelled" or (status == "failed" and bool(outputs.get("text")))
+    return {**outputs, "partial": True} if partial else outputs
 
 
 @dataclass(frozen=True, slots=True)

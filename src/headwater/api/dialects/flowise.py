@@ -38,6 +38,7 @@ from headwater.api.dialects.bot_chat import (
     reply_parts,
     start_turn,
 )
+from headwater.api.native.schemas import DialectRequest
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import run_id_header, sse_response
 from headwater.errors import InvalidInput, NotFound, Unauthorized
@@ -98,7 +99,7 @@ class OverrideConfig(BaseModel):
     returnSourceDocuments: bool = False
 
 
-class PredictionRequest(BaseModel):
+class PredictionRequest(DialectRequest):
     # The SDK also sends chatflowId and null fields; Flowise clients add more (leadEmail, action...).
     model_config = ConfigDict(extra="ignore")
 

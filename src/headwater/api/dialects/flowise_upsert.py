@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from headwater.api.deps import AnyKey, DbSession, RuntimeDep
-from headwater.api.native.knowledge import document_public, documents_from_form
+from headwater.api.native.knowledge import document_public, documents_from_form, upload_body
+from headwater.api.native.schemas import ownership_claims
 from headwater.errors import BadRequest, Forbidden, InvalidInput, UnsupportedMediaType
 from headwater.knowledge.fetch import fetch_url, file_name_from_url
 from headwater.services.apps import AppService, AppSnapshot
@@ -35,7 +37,19 @@ if TYPE_CHECKING:  # types only: dialects use the store through services
 router = APIRouter(prefix="/api/v1", tags=["flowise"])
 
 
-@router.post("/vector/upsert/{app_id}")
+class UpsertJson(BaseModel):
+    """The JSON form of an upsert (fields may also come inside `overrideConfig`); for the API document."""
+
+    text: str | None = None
+    url: str | None = None
+    title: str | None = None
+    source_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    overrideConfig: dict[str, Any] | None = None
+    cleanup: str | None = None
+
+
+@router.post("/vector/upsert/{app_id}", openapi_extra=upload_body(UpsertJson))
 async def vector_upsert(app_id: str, request: Request, principal: AnyKey, db: DbSession, runtime: RuntimeDep):
     if not principal.has_scope("knowledge"):
         raise Forbidden("this API key lacks the 'knowledge' scope")
@@ -72,6 +86,8 @@ async def _form_options(request: Request) -> dict[str, Any]:
         if isinstance(value, UploadFile) or key in ("files", "file"):
             continue
         options[key] = value
+    if problem := ownership_claims(options):
+        raise InvalidInput(problem)
     return options
 
 
@@ -85,6 +101,8 @@ async def _documents_from_json(request: Request, runtime) -> tuple[list[NewDocum
         raise InvalidInput("the body must be a JSON object")
     override = body.get("overrideConfig") if isinstance(body.get("overrideConfig"), dict) else {}
     fields = {**override, **{k: v for k, v in body.items() if k != "overrideConfig"}}
+    if problem := ownership_claims(fields):
+        raise InvalidInput(problem)
     title = _string(fields.get("title") or fields.get("name"), "title")
     metadata = fields.get("metadata") if isinstance(fields.get("metadata"), dict) else None
     documents = []

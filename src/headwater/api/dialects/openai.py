@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
 from headwater.api.dialects.completions import chat_completion, finish_reason
+from headwater.api.native.schemas import DialectRequest
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import run_id_header, sse_response
 from headwater.engine import events as ev
@@ -53,7 +54,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(DialectRequest):
     # OpenAI clients send many optional fields (n, user, seed, logprobs...): accepted and ignored.
     model_config = ConfigDict(extra="allow")
 

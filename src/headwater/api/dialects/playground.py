@@ -138,7 +138,8 @@ async def stop(workflow_id: str, principal: ChatbotKey, runtime: RuntimeDep):
 @router.get("/api/chat/playground/{workflow_id}/chatData")
 async def chat_data(workflow_id: str, principal: ChatbotKey, runtime: RuntimeDep,
                     afterTimestamp: float | None = None):  # noqa: N803 - the seed's name
-    if afterTimestamp is not None and (not math.isfinite(afterTimestamp) or afterTimestamp < 0):
+    # Bounded above too: a stamp past the year 5000 overflowed the store's 64-bit integers (a 500).
+    if afterTimestamp is not None and (not math.isfinite(afterTimestamp) or not 0 <= afterTimestamp < 1e11):
         raise InvalidInput("afterTimestamp must be a Unix time in seconds")
     after = seconds_stamp(afterTimestamp) if afterTimestamp else 0
     data = await _service(runtime).chat_data(principal.workspace_id, workflow_id, after)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
 from headwater.api.dialects.completions import chat_completion, usage_object
+from headwater.api.native.schemas import DialectRequest
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import format_event, last_event_id_after, run_id_header, sse_response
 from headwater.engine import events as ev
@@ -39,7 +40,7 @@ EXECUTION_STATUS = {"queued": "PENDING", "running": "RUNNING", "waiting": "RUNNI
 _CONTROL_KEYS = ("messages", "message", "conversation_id", "user_id")
 
 
-class ExecutionRequest(BaseModel):
+class ExecutionRequest(DialectRequest):
     model_config = ConfigDict(extra="ignore")
 
     input_data: dict[str, Any] = Field(default_factory=dict)

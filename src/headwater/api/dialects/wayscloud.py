@@ -28,6 +28,7 @@ from headwater.api.dialects.bot_chat import (
     reply_parts,
     start_turn,
 )
+from headwater.api.native.schemas import DialectRequest
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import run_id_header, sse_response
 from headwater.runtime import Runtime
@@ -36,7 +37,7 @@ from headwater.services.chat import TurnRequest
 router = APIRouter(prefix="/v1/chatbot/api", tags=["wayscloud"])
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(DialectRequest):
     # A dialect request: fields WAYSCloud clients may add beyond the seed are ignored, not refused.
     model_config = ConfigDict(extra="ignore")
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from headwater.api.deps import AdminKey, AnyKey, DbSession, RuntimeDep
@@ -90,7 +90,8 @@ async def list_apps(principal: AnyKey, db: DbSession, kind: Kind | None = None):
 
 
 @router.get("/{app_id}", response_model=AppPublic)
-async def get_app(app_id: str, principal: AnyKey, db: DbSession, version: int | None = None):
+async def get_app(app_id: str, principal: AnyKey, db: DbSession,
+                  version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None):
     return _public(await AppService(db).snapshot(principal.workspace_id, app_id, version))
 
 

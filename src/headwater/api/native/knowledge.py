@@ -133,7 +133,17 @@ async def delete_knowledge_base(kb_id: str, principal: AdminKey, db: DbSession, 
     return Response(status_code=204)
 
 
-@router.post("/{kb_id}/documents", status_code=202)
+def upload_body(json_model: type[BaseModel]) -> dict[str, Any]:
+    """The request body of a route that reads it itself: files as multipart, or JSON."""
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["files"], "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "maxItems": MAX_FILES_PER_REQUEST},
+            "title": {"type": "string"}}}},
+        "application/json": {"schema": json_model.model_json_schema()},
+    }}}
+
+
+@router.post("/{kb_id}/documents", status_code=202, openapi_extra=upload_body(DocumentFromJson))
 async def add_documents(kb_id: str, request: Request, principal: KnowledgeKey, db: DbSession, runtime: RuntimeDep):
     service = KnowledgeService(runtime, db)
     kb = await service.get_base(principal.workspace_id, kb_id)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
@@ -47,7 +47,7 @@ class RunCreate(StrictModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     session_id: str | None = Field(default=None, max_length=200)
     user_id: str | None = Field(default=None, max_length=200)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)
     background: bool = False
 
 
@@ -133,7 +133,8 @@ async def get_run(run_id: str, principal: ChatbotKey, db: DbSession):
 
 
 @router.get("/{run_id}/events", response_model=list[RunEventPublic])
-async def list_run_events(run_id: str, principal: ChatbotKey, db: DbSession, after: int = 0):
+async def list_run_events(run_id: str, principal: ChatbotKey, db: DbSession,
+                          after: Annotated[int, Query(ge=0, le=2**62)] = 0):
     return await RunService(db).events(principal.workspace_id, run_id, after)
 
 
