@@ -56,7 +56,8 @@ from headwater.engine.agent.tools import (
 )
 from headwater.engine.context import NodeContext
 from headwater.engine.errors import NodeFailed
-from headwater.engine.nodes.base import ModelName, Node, NodeConfig, NodeResult, node_type
+from headwater.engine.nodes.base import ModelName, Node, NodeResult, node_type
+from headwater.engine.nodes.llm import ConversationMemory
 from headwater.providers.base import ChatMessage, GenerationParams, ToolCall, Usage
 
 MODES = ("react", "actionplan")
@@ -71,7 +72,7 @@ ANSWER_REQUEST = "Now write the final answer to my question, using what the step
 _PLAN_ITEM = re.compile(r"^\s*(?:\d+\s*[.):]|[-*\u2022])\s+(.+?)\s*$")
 
 
-class AgentConfig(NodeConfig):
+class AgentConfig(ConversationMemory):
     model: ModelName
     instructions: str = Field(default="", max_length=50_000)
     prompt: str = Field(default="{{ sys.query }}", max_length=50_000)
@@ -81,7 +82,6 @@ class AgentConfig(NodeConfig):
     max_steps: int = Field(default=6, ge=1, le=30)
     max_tokens: int | None = Field(default=None, ge=100, le=2_000_000)
     temperature: float | None = Field(default=0, ge=0, le=2)
-    memory: bool | int = False
 
     @field_validator("tools")
     @classmethod
@@ -100,17 +100,6 @@ class AgentConfig(NodeConfig):
         if mode not in MODES and "{{" not in mode:
             raise ValueError("mode must be 'react', 'actionplan' or a template choosing one")
         return mode
-
-    @field_validator("memory")
-    @classmethod
-    def _window(cls, value: bool | int) -> bool | int:
-        if not isinstance(value, bool) and not 0 <= value <= 200:
-            raise ValueError("memory is true/false or a number of messages (0-200)")
-        return value
-
-    @property
-    def memory_window(self) -> int:
-        return (10 if self.memory else 0) if isinstance(self.memory, bool) else self.memory
 
 
 def parse_plan(text: str, limit: int) -> list[str]:

@@ -19,15 +19,10 @@ from headwater.providers.base import ChatMessage, GenerationParams, QueueWait, U
 DEFAULT_MEMORY_WINDOW = 10
 
 
-class LlmConfig(NodeConfig):
-    model: ModelName
-    system: str = Field(default="", max_length=100_000)
-    prompt: str = Field(default="{{ sys.query }}", max_length=100_000)
+class ConversationMemory(NodeConfig):
+    """`memory`: how many of the session's recent messages a model node reads (true = the default window)."""
+
     memory: bool | int = False
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    max_tokens: int | None = Field(default=None, ge=1, le=65536)
-    stop: list[str] | None = Field(default=None, max_length=8)
-    stream: bool | None = None
 
     @field_validator("memory")
     @classmethod
@@ -41,6 +36,16 @@ class LlmConfig(NodeConfig):
         if isinstance(self.memory, bool):
             return DEFAULT_MEMORY_WINDOW if self.memory else 0
         return self.memory
+
+
+class LlmConfig(ConversationMemory):
+    model: ModelName
+    system: str = Field(default="", max_length=100_000)
+    prompt: str = Field(default="{{ sys.query }}", max_length=100_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1, le=65536)
+    stop: list[str] | None = Field(default=None, max_length=8)
+    stream: bool | None = None
 
 
 async def stream_completion(ctx: NodeContext, model_name: str, messages: list[ChatMessage],
