@@ -2,7 +2,7 @@
 
 The code that does the work is instrumented in a few places only, each with one
 line that calls into this module: requests (the `api.access` middleware), runs
-(`traced_chat_turn` on a chat turn, `traced_flow_run` on a flow segment), nodes
+(`traced_flow_run` on a run segment), nodes
 (`traced_node` on the scheduler's node step), provider calls (every provider the
 pool hands out is wrapped in `TracedProvider`), retries (`provider_retry`).
 
@@ -20,6 +20,7 @@ pool hands out is wrapped in `TracedProvider`), retries (`provider_retry`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -166,6 +167,12 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("headwater")
 
 
+def tracing_on() -> bool:
+    """Whether spans go anywhere: a provider of ours, or one the embedding process set globally."""
+    return _provider is not None or not isinstance(
+        trace.get_tracer_provider(), (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
+
+
 def use_tracer_provider(provider: Any) -> None:
     """Send spans to `provider` (tests use one with the SDK's in-memory exporter)."""
     global _provider
@@ -216,44 +223,22 @@ def _end_run(span, kind: str, status: str, usage: dict[str, int] | None, started
     RUN_LATENCY.labels(kind).observe(time.perf_counter() - started)
 
 
-def traced_chat_turn(execute: Callable) -> Callable:
-    """For `ChatTurn._execute(self, sink, streamed) -> (run_finished event, text)`: a `run` span and metrics."""
-
-    @functools.wraps(execute)
-    async def wrapper(turn, *args, **kwargs):
-        attributes = {"headwater.run.id": turn.run_id, "headwater.app.id": turn.request.snapshot.app.id,
-                      "headwater.app.kind": "chatbot", "headwater.run.source": turn.request.source,
-                      "headwater.workspace.id": turn.request.workspace_id}
-        started = time.perf_counter()
-        with tracer().start_as_current_span("run chatbot", attributes=attributes,
-                                            record_exception=False, set_status_on_exception=False) as span:
-            try:
-                result = await execute(turn, *args, **kwargs)
-            except asyncio.CancelledError:
-                _end_run(span, "chatbot", "cancelled", None, started)
-                raise
-            except BaseException:
-                _end_run(span, "chatbot", "failed", None, started)
-                raise
-            finished = result[0].payload
-            _end_run(span, "chatbot", finished.status, finished.usage, started)
-            return result
-
-    return wrapper
-
-
 def traced_flow_run(execute: Callable) -> Callable:
     """For `FlowService._execute_registered(self, loaded, state, foreground, started) -> FlowResult`."""
 
     @functools.wraps(execute)
     async def wrapper(service, loaded, state, *args, **kwargs):
         kind = state.kind
-        attributes = {"headwater.run.id": state.run_id, "headwater.app.id": state.app_id,
-                      "headwater.app.kind": kind, "headwater.workspace.id": state.workspace_id,
-                      "headwater.run.resumed": loaded.last_seq > 0}
         started = time.perf_counter()
-        with tracer().start_as_current_span(f"run {kind}", attributes=attributes,
-                                            record_exception=False, set_status_on_exception=False) as span:
+        if tracing_on():
+            attributes = {"headwater.run.id": state.run_id, "headwater.app.id": state.app_id,
+                          "headwater.app.kind": kind, "headwater.workspace.id": state.workspace_id,
+                          "headwater.run.resumed": loaded.last_seq > 0}
+            spanned = tracer().start_as_current_span(f"run {kind}", attributes=attributes, record_exception=False,
+                                                     set_status_on_exception=False)
+        else:  # the metrics all the same, without making a span nobody receives
+            spanned = contextlib.nullcontext(trace.INVALID_SPAN)
+        with spanned as span:
             try:
                 result = await execute(service, loaded, state, *args, **kwargs)
             except asyncio.CancelledError:
@@ -273,6 +258,8 @@ def traced_node(run_node: Callable) -> Callable:
 
     @functools.wraps(run_node)
     async def wrapper(scheduler, nid, *args, **kwargs):
+        if not tracing_on():  # no span to make: every node of every run passes here
+            return await run_node(scheduler, nid, *args, **kwargs)
         node_type = scheduler.graph.nodes[nid].type_name
         attributes = {"headwater.node.id": nid, "headwater.node.type": node_type,
                       "headwater.run.id": scheduler.run.run_id}

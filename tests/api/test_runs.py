@@ -20,10 +20,14 @@ def test_a_chat_call_is_recorded_with_its_events(workspace):
     assert run["outputs"]["text"] == "a b c"
     assert run["usage"] == {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
     assert run["elapsed_ms"] is not None and run["finished_at"] is not None
-    types = [e["type"] for e in events]
-    assert types == ["run_started", "node_started", "token", "token", "token", "node_finished", "run_finished"]
+    # A chatbot runs as the graph its config implies: start → llm → answer.
+    steps = [(e["type"], e["data"].get("node_id")) for e in events]
+    assert steps == [("run_started", None), ("node_started", "start"), ("node_finished", "start"),
+                     ("node_started", "llm"), ("token", "llm"), ("token", "llm"), ("token", "llm"),
+                     ("node_finished", "llm"), ("node_started", "answer"), ("node_finished", "answer"),
+                     ("run_finished", None)]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    assert events[-2]["data"]["usage"]["completion_tokens"] == 3
+    assert events[7]["data"]["usage"]["completion_tokens"] == 3
     assert [(m["role"], m["content"]) for m in messages] == [("user", "a b c"), ("assistant", "a b c")]
     assert messages[1]["run_id"] == run_id
 

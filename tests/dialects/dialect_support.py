@@ -25,6 +25,12 @@ def latest_run(workspace, app_id: str) -> tuple[dict, list[str]]:
     return run, [e["type"] for e in events]
 
 
+def chatbot_trace(tokens: int) -> list[str]:
+    """The event types of a chatbot turn: the run of its implied graph start → llm → answer."""
+    return (["run_started", "node_started", "node_finished", "node_started"] + ["token"] * tokens
+            + ["node_finished", "node_started", "node_finished", "run_finished"])
+
+
 def make_public(workspace, app_id: str) -> None:
     with workspace.client() as c:
         response = c.put(f"/v1/apps/{app_id}", json={"is_public": True})

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import requests
 from dialect_support import (
+    chatbot_trace,
     latest_run,
     llm_chatflow,
     make_public,
@@ -68,7 +69,7 @@ def test_prediction_answers_and_shares_the_native_session(workspace, sdk):
     assert stored[1]["id"] == reply["chatMessageId"]
     run, types = latest_run(workspace, bot["id"])
     assert run["source"] == "flowise" and run["status"] == "succeeded" and run["session_id"] == reply["sessionId"]
-    assert types == ["run_started", "node_started"] + ["token"] * 4 + ["node_finished", "run_finished"]
+    assert types == chatbot_trace(tokens=4)
 
 
 def test_streamed_prediction_uses_flowise_events_in_flowise_order(workspace, sdk):

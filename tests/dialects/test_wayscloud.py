@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dialect_support import latest_run, llm_chatflow, session_messages, wayscloud_stream as stream_chat
+from dialect_support import chatbot_trace, latest_run, llm_chatflow, session_messages, wayscloud_stream as stream_chat
 
 from headwater.providers.fake import MIDSTREAM_TEXT
 
@@ -57,7 +57,7 @@ def test_chat_by_slug_or_id_answers_and_is_recorded(workspace, chatbot_key):
     assert stored[1]["id"] == body["message_id"]
     run, types = latest_run(workspace, bot["id"])
     assert run["source"] == "wayscloud" and run["status"] == "succeeded"
-    assert types == ["run_started", "node_started", "token", "node_finished", "run_finished"]
+    assert types == chatbot_trace(tokens=1)
 
 
 def test_stream_sends_meta_tokens_done(workspace, chatbot_key):

@@ -234,7 +234,8 @@ def test_the_run_trace_shows_the_place_in_line(tmp_path):
                     if detail["status"] not in ("running", "queued"):
                         details[run_id] = detail
                 time.sleep(0.2)
-        first_node, second_node = details[runs[0]]["nodes"][-1], details[runs[1]]["nodes"][-1]
+        first_node, second_node = (next(n for n in details[run_id]["nodes"] if n["node_type"] == "llm")
+                                   for run_id in runs)
         assert "queue" not in first_node["inputs"]
         assert second_node["inputs"]["queue"]["position"] == 1
         assert second_node["inputs"]["queue"]["waited_ms"] > 0

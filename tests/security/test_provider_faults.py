@@ -77,9 +77,8 @@ def _tenant(server, label: str, model: str, provider_url: str | None = None) -> 
 
 
 def _upstream_streams(name: str) -> bool:
-    """Flows always stream from the model; a chat turn does when its client does."""
-    spec = DIALECT_REQUESTS[name]
-    return spec.app != "chatbot_app" or spec.stream
+    """A run streams from the model when its client streams; otherwise the model answers in one piece."""
+    return DIALECT_REQUESTS[name].stream
 
 
 def _run(tenant: Tenant, answer: DialectAnswer) -> dict:

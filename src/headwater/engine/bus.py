@@ -8,9 +8,8 @@ the feed, and fills any gap it sees in the feed from the store (a flow run that
 was resumed by another process has its earlier segments only there). So a
 reader never misses an event and never sees one twice.
 
-Who publishes what: a flow run's recorder publishes events once they are
-committed; a streamed chat turn publishes as it goes and writes its events when
-it ends (one transaction), so its feed is complete from seq 1 while it lasts.
+Who publishes what: a run's recorder publishes events once they are
+committed (a process ending a run it does not execute, likewise).
 
 `EventBus` is the protocol; `InProcessEventBus` serves the embedded mode (one
 process), `headwater.scaleout.redis_bus.RedisEventBus` the scale-out mode.
@@ -29,8 +28,9 @@ from headwater.engine import events as ev
 from headwater.engine.events import Event
 
 SUBSCRIBER_BUFFER = 10_000
-# How long a finished run's feed stays for late readers (after that, they read the store).
-RETENTION_SECONDS = 60.0
+# How long a finished run's feed stays for late readers (after that, they read the store: every
+# event is published only once it is committed, so the store has whatever a feed dropped).
+RETENTION_SECONDS = 5.0
 # A run that publishes more than this keeps only its latest events in the feed; readers fill from the store.
 MAX_RETAINED_EVENTS = 50_000
 TERMINAL_EVENT_TYPES = frozenset({ev.RUN_FINISHED})

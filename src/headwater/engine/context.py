@@ -39,6 +39,12 @@ class RunState:
     end_outputs: dict[str, Any] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     citations: list[dict[str, Any]] = field(default_factory=list)
+    # Whether anyone reads the tokens as they come (a streaming client, a follower of a background
+    # run); when not, a model call may answer in one piece (cheaper).
+    live: bool = True
+    # The reply's model call (the llm node whose tokens are the reply): its model and why it stopped.
+    reply_model: str | None = None
+    finish_reason: str | None = None
     _models: dict[str, tuple[ChatProvider, str]] = field(default_factory=dict)
 
     @property
@@ -55,10 +61,13 @@ class RunState:
         return found
 
     def history_messages(self, limit: int) -> list[ChatMessage]:
+        """The conversation's last `limit` messages; all of them when the caller sent its own history."""
         if limit <= 0:
             return []
         items = self.sys.get("history") or []
-        return [ChatMessage(role=m["role"], content=m["content"]) for m in items[-limit:]
+        if not self.sys.get("history_given"):
+            items = items[-limit:]
+        return [ChatMessage(role=m["role"], content=m["content"]) for m in items
                 if m.get("role") in ("user", "assistant")]
 
 

@@ -21,12 +21,26 @@ Result = TypeVar("Result")
 
 
 class RunTask(Generic[Result]):
-    """Starts `execute(sink)` on first iteration; `events()` yields what it puts in `sink` until END_OF_STREAM."""
+    """Starts `execute(sink)` on first iteration; `events()` yields what it puts in `sink` until END_OF_STREAM.
 
-    def __init__(self, execute: Callable[[asyncio.Queue], Coroutine[Any, Any, Result]], name: str):
+    `outcome()` runs it without a sink, for a caller that only wants how it ended.
+    """
+
+    def __init__(self, execute: Callable[[asyncio.Queue | None], Coroutine[Any, Any, Result]], name: str):
         self._execute = execute
         self._name = name
         self.result: Result | None = None
+
+    async def outcome(self) -> Result | None:
+        """The executor's result; None when someone else stopped the run (its record says how it ended)."""
+        task = asyncio.create_task(self._execute(None), name=self._name)
+        try:
+            await asyncio.wait([task])
+        finally:
+            if not task.done():  # this caller went away: the run ends `cancelled`
+                await _cancel(task)
+        self.result = None if task.cancelled() else task.result()
+        return self.result
 
     async def events(self) -> AsyncIterator[Event]:
         queue: asyncio.Queue = asyncio.Queue()
@@ -45,8 +59,13 @@ class RunTask(Generic[Result]):
                 raise task.exception()  # type: ignore[misc]
         finally:
             if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.shield(task)
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait([task])
+                await _cancel(task)
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    """Cancel the run's task and let it record its end, even if the caller is cancelled again meanwhile."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.shield(task)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait([task])

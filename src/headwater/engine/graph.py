@@ -29,6 +29,7 @@ from headwater.engine.nodes.base import Node, node_class
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 COMMON_NODE_FIELDS = ("id", "type", "title", "description", "position", "timeout")
 SYS_FIELDS = frozenset({"session_id", "user_id", "history", "files", "query", "run_id", "app_id"})
+HISTORY_LIMIT = 50
 ITERATION_SCOPE = frozenset({"item", "index"})
 RESERVED_IDS = frozenset({"sys", "loop", "range", "dict", "true", "false", "none"}) | ITERATION_SCOPE
 MAX_NODES = 2000
@@ -58,6 +59,14 @@ class CompiledGraph:
     streamed_answers: set[str] = field(default_factory=set)
     # The graph's own limit for one execution segment (top-level "timeout"), else the server's.
     run_timeout: float | None = None
+    # How many of the conversation's last messages a run loads as `sys.history`: what its
+    # nodes' `memory` reads, or HISTORY_LIMIT when a template reads sys.history itself.
+    history_window: int = 0
+
+    def nodes_everywhere(self):
+        yield from self.nodes.values()
+        for subgraph in self.subgraphs.values():
+            yield from subgraph.nodes_everywhere()
 
     def node_count(self) -> int:
         return len(self.nodes) + sum(g.node_count() for g in self.subgraphs.values())
@@ -82,10 +91,13 @@ class _Compiler:
         self.kind = kind
         self.all_ids: set[str] = set()
         self.total = 0
+        self.reads_history = False
 
     def compile_top(self, graph: Any) -> CompiledGraph:
         compiled = self._compile(graph, scope=frozenset(), where="graph", is_sub=False)
         _mark_streaming(compiled)
+        memory = [getattr(node.config, "memory_window", 0) for node in compiled.nodes_everywhere()]
+        compiled.history_window = max([HISTORY_LIMIT if self.reads_history else 0, *memory])
         timeout = graph.get("timeout")
         if timeout is not None:
             if not _valid_timeout(timeout):
@@ -212,6 +224,7 @@ class _Compiler:
                 raise GraphInvalid(str(exc), node.id) from None
             for name, attributes in refs.items():
                 if name == "sys":
+                    self.reads_history = self.reads_history or not attributes or "history" in attributes
                     unknown = attributes - SYS_FIELDS
                     if unknown:
                         raise GraphInvalid(

@@ -86,23 +86,29 @@ class GraphScheduler:
                         self._accept(nid, outcome.outputs, outcome.usage)
                         ready.extend(self._propagate(nid, outcome.branch))
                         continue
+                    if not ready and not running:
+                        # The only node that can run now (a chain, as most graphs are): run it in this
+                        # task, without a task of its own and the wake-ups that costs.
+                        self._finished_node(nid, await self._run_node(nid), ready, paused)
+                        continue
                     task = asyncio.create_task(self._run_node(nid), name=f"node:{nid}")
                     running[task] = nid
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
-                    nid = running.pop(task)
-                    result: NodeResult = task.result()
-                    if result.pause_prompt is not None:
-                        paused.append((nid, result.pause_prompt))
-                        continue
-                    self._accept(nid, result.outputs, result.usage.as_dict() if result.usage else None)
-                    ready.extend(self._propagate(nid, result.branch))
+                    self._finished_node(running.pop(task), task.result(), ready, paused)
         except BaseException:
             await _cancel_all(list(running))
             raise
         return paused
+
+    def _finished_node(self, nid: str, result: NodeResult, ready: deque[str], paused: list[tuple[str, str]]) -> None:
+        if result.pause_prompt is not None:
+            paused.append((nid, result.pause_prompt))
+            return
+        self._accept(nid, result.outputs, result.usage.as_dict() if result.usage else None)
+        ready.extend(self._propagate(nid, result.branch))
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -184,7 +190,7 @@ class GraphScheduler:
             branch=result.branch,
         ))
         if node.effectful and self.parent is None:
-            await recorder.durable()  # a restart must find this node finished, not redo it
+            await recorder.checkpoint()
         return result
 
 

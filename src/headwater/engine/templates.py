@@ -111,6 +111,9 @@ def single_expression(source: str) -> str | None:
 
 def render(source: str, context: dict[str, Any]) -> str:
     """Render to text, capped in size; failures become a node error naming the cause."""
+    plain = _plain_render(source, context)
+    if plain is not None:
+        return plain
     token = _range_budget.set([0])
     try:
         parts: list[str] = []
@@ -129,6 +132,32 @@ def render(source: str, context: dict[str, Any]) -> str:
         raise TemplateFailed(f"template failed: {exc.__class__.__name__}: {exc}") from None
     finally:
         _range_budget.reset(token)
+
+
+# The templates most graphs are made of: `{{ llm.text }}`, `{{ sys.query }}`, and the string literals
+# implied graphs quote user text with. Rendered without Jinja, to exactly what Jinja renders.
+_VARIABLE_PATH = re.compile(r"^\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}$")
+_STRING_LITERAL = re.compile(r'^\{\{ ("(?:[^"\\]|\\.)*") \}\}$', re.DOTALL)
+
+
+def _plain_render(source: str, context: dict[str, Any]) -> str | None:
+    """`source` rendered when it is one variable path that names a string, or one string literal; else None."""
+    if not source.startswith("{{"):
+        return None
+    if (path := _VARIABLE_PATH.match(source)) is not None:
+        value: Any = context
+        for name in path.group(1).split("."):
+            if not isinstance(value, dict) or name not in value:
+                return None  # undefined, or not a plain mapping: Jinja knows what that renders to
+            value = value[name]
+        return value if isinstance(value, str) and len(value) <= MAX_OUTPUT_CHARS else None
+    if (literal := _STRING_LITERAL.match(source)) is not None:
+        try:
+            text = json.loads(literal.group(1))
+        except ValueError:
+            return None
+        return text if isinstance(text, str) and len(text) <= MAX_OUTPUT_CHARS else None
+    return None
 
 
 def evaluate(source: str, context: dict[str, Any]) -> Any:

@@ -22,20 +22,12 @@ async def call_app(runtime: "Runtime", workspace_id: str, caller_app_id: str, ta
                    inputs: dict[str, Any], depth: int) -> str:
     """The called app's answer as text (a workflow's outputs as JSON); InvalidInput when it cannot be called."""
     from headwater.services.apps import AppService
-    from headwater.services.chat import ChatService, TurnRequest
     from headwater.services.flows import FlowRequest, FlowService
 
     async with runtime.sessionmaker() as db:
         snapshot = await AppService(db).snapshot_for_run(workspace_id, target)
     if snapshot.app.id == caller_app_id:
         raise InvalidInput("an app cannot call itself")
-    if snapshot.app.kind == "chatbot":
-        turn = await ChatService(runtime).prepare(TurnRequest(
-            workspace_id=workspace_id, snapshot=snapshot, message=message, source=SOURCE))
-        result = await turn.collect()
-        if result.status != "succeeded":
-            raise InvalidInput(f"app '{target}' {result.status}: {result.error.message if result.error else ''}")
-        return result.text
     execution = await FlowService(runtime).start(FlowRequest(
         workspace_id=workspace_id, snapshot=snapshot, inputs={"query": message, **inputs}, source=SOURCE,
         message=message or None, call_depth=depth,

@@ -4,7 +4,7 @@ Every app of the caller's workspace is a tool named by its slug, unless its
 config says `"mcp": false`. The input schema comes from the app: a chatbot
 takes `message` (and `session_id`), a workflow or chatflow the inputs its start
 node declares (a chatflow also `message`), an agent `input`. A call runs the
-app through the same services as every dialect (ChatService, FlowService), so
+app through the same service as every dialect (FlowService), so
 it is one run with a trace, stoppable like any other.
 
 Bad arguments are `InvalidInput` raised before any run exists; a run that
@@ -24,8 +24,7 @@ from headwater.engine.failures import RunFailure
 from headwater.errors import InvalidInput, NotFound
 from headwater.runtime import Runtime
 from headwater.services.apps import AppService, AppSnapshot
-from headwater.services.chat import ChatService, TurnRequest
-from headwater.services.flows import FlowRequest, FlowService
+from headwater.services.flows import FlowExecution, FlowRequest, FlowService
 
 SOURCE = "mcp"
 _JSON_TYPES = {"string", "number", "integer", "boolean", "object", "array"}
@@ -119,21 +118,17 @@ async def app_tools(runtime: Runtime, workspace_id: str) -> list[AppTool]:
 class ToolRun:
     """One started call: its run id is known (and the run recorded) before it executes."""
 
-    def __init__(self, kind: str, run_id: str, session_id: str | None, handle: Any):
+    def __init__(self, kind: str, run_id: str, session_id: str | None, handle: FlowExecution):
         self.kind = kind
         self.run_id = run_id
         self.session_id = session_id
-        self._handle = handle  # a ChatTurn or a FlowExecution
+        self._handle: FlowExecution = handle
 
     def events(self) -> AsyncIterator[Event]:
         return self._handle.events()
 
     async def collect(self) -> ToolOutcome:
-        """The whole run without progress (a quick chatbot turn is written in one transaction)."""
-        if self.kind == "chatbot":
-            turn = await self._handle.collect()
-            return ToolOutcome(self.run_id, turn.session_id, turn.status, turn.text,
-                               {"text": turn.text}, turn.error)
+        """The whole run without progress (a quick run is written in one transaction)."""
         result = await self._handle.collect()
         status = "waiting" if result.waiting else result.status
         return self._outcome(status, result.outputs, result.error)
@@ -161,18 +156,12 @@ async def start_tool_run(runtime: Runtime, workspace_id: str, name: str, argumen
         raise NotFound(f"unknown tool '{name}'")
     kind = snapshot.app.kind
     session_id = _optional_string(arguments, "session_id")
-    if kind == "chatbot":
-        message = _required_string(arguments, "message")
-        turn = await ChatService(runtime).prepare(TurnRequest(
-            workspace_id=workspace_id, snapshot=snapshot, message=message, session_id=session_id, source=SOURCE,
-        ))
-        return ToolRun(kind, turn.run_id, turn.session_id, turn)
     if kind == "agent":
         inputs = {"input": _required_string(arguments, "input")}
         message = inputs["input"]
     else:
         inputs = {k: v for k, v in arguments.items() if k not in ("message", "session_id")}
-        message = _required_string(arguments, "message") if kind == "chatflow" else None
+        message = _required_string(arguments, "message") if kind in ("chatbot", "chatflow") else None
     execution = await FlowService(runtime).start(FlowRequest(
         workspace_id=workspace_id, snapshot=snapshot, inputs=inputs, source=SOURCE, message=message,
         session_id=session_id,

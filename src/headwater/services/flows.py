@@ -29,16 +29,17 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater import telemetry
 from headwater.engine import events as ev
 from headwater.engine.context import RunState
 from headwater.engine.events import Event
-from headwater.engine.graph import CompiledGraph, compile_for_run
+from headwater.engine.graph import CompiledGraph
 from headwater.engine.execution import END_OF_STREAM, RunTask
 from headwater.engine.recorder import RunRecorder
 from headwater.engine.failures import RunFailure
@@ -49,17 +50,17 @@ from headwater.providers.base import ChatMessage
 from headwater.runtime import Runtime
 from headwater.services import thread_journal
 from headwater.services.apps import GRAPH_KINDS, AppSnapshot
-from headwater.services.implied_graphs import IMPLIED_KINDS, runnable_graph
+from headwater.services.implied_graphs import IMPLIED_KINDS, run_graph
 from headwater.services.run_end import end_unattended_run
 from headwater.services.run_outcome import Exchange, RunOutcome, with_partial_mark
 from headwater.services.runs import TERMINAL_STATUSES, RunService
-from headwater.services.sessions import SessionService
+from headwater.services.run_writer import RunWrite, RunWriter
+from headwater.services.sessions import session_memory
 from headwater.store.flow_models import FlowRunState
-from headwater.store.models import AppVersion, ChatSession, Message, Run, RunEvent, new_id, utcnow
+from headwater.store.models import AppVersion, Run, RunEvent, new_id, utcnow
 
 log = logging.getLogger(__name__)
 FLOW_JOB_KIND = "flow_run"
-HISTORY_LIMIT = 50
 CANCEL_WAIT_SECONDS = 5.0
 RUNNABLE_KINDS = GRAPH_KINDS + IMPLIED_KINDS
 # Kinds whose runs are turns of a conversation: a session, the message as `sys.query`, a reply.
@@ -86,6 +87,9 @@ class FlowRequest:
     call_depth: int = 0
     # The conversation thread (FlowGen chat, playground workflow) this run is a turn of.
     thread_id: str | None = None
+    # The caller's generation parameters (OpenAI's temperature, top_p, max_tokens, stop, as a dict
+    # of those set): they override a `caller_params` llm node's (a chatbot's model call).
+    params: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -99,6 +103,7 @@ class FlowResult:
     error: RunFailure | None
     elapsed_ms: int | None
     waiting: list[dict[str, Any]]
+    finish_reason: str | None = None  # the reply's model call's, when it made one
 
 
 @dataclass(slots=True)
@@ -108,6 +113,18 @@ class _Loaded:
     graph: CompiledGraph
     known: dict[str, NodeOutcome]
     last_seq: int
+    # A foreground run's record, not written yet (see engine.recorder).
+    pending_start: RunWrite | None = None
+    # A foreground run's resumable state: written only if the run pauses (nothing resumes a run
+    # executed by a request otherwise), so a chat turn does not write it at all.
+    unwritten_state: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Conversation:
+    id: str | None
+    new_row: dict[str, Any] | None  # the `sessions` row when the run starts the conversation
+    history: list[dict[str, str]]
 
 
 def message_of(request: FlowRequest) -> str | None:
@@ -126,82 +143,85 @@ class FlowService:
 
     # -- starting ------------------------------------------------------------------------------
 
-    async def prepare(self, request: FlowRequest, *, background: bool = False,
-                      also: AlsoWrite | None = None) -> tuple[str, str | None]:
-        """Check the request and record the run; returns (run id, session id). Nothing runs yet."""
-        prepared = await self._prepare(request, background, also)
-        return prepared.run.id, prepared.run.session_id
-
     async def _prepare(self, request: FlowRequest, background: bool, also: AlsoWrite | None = None) -> _Loaded:
         app, version = request.snapshot.app, request.snapshot.version
         if app.kind not in RUNNABLE_KINDS:
             raise InvalidInput(f"'{app.slug}' is a {app.kind} app, not a chatflow, workflow or agent")
-        graph_kind, definition = runnable_graph(app.kind, version.config, version.graph)
-        if definition is None:
+        graph = run_graph(app.kind, version)
+        if graph is None:
             raise InvalidInput("this app has no graph")
-        graph = compile_for_run(graph_kind, app.id, version.version, definition)
         message = message_of(request)
         conversational = app.kind in CONVERSATIONAL_KINDS
-        if conversational and not (message or "").strip():
+        if conversational and not (message or "").strip() and not request.files:
             raise InvalidInput(f"a {app.kind} needs a message (input 'query' or 'message')")
-        start = graph.nodes[graph.entries[0]]
-        inputs = start.accept_inputs(request.inputs, message)
+        start_node = graph.nodes[graph.entries[0]]
+        inputs = start_node.accept_inputs(request.inputs, message)
         job_id = new_id() if background else None
+        conversation = await self._conversation(request, app.kind, graph.history_window)
         now = utcnow()
-        async with self.runtime.sessionmaker() as db:
-            session_id, history = await self._session(db, request, app.kind)
-            run = Run(
-                workspace_id=request.workspace_id, app_id=app.id, app_version=version.version,
-                session_id=session_id, status="queued" if background else "running", source=request.source,
-                inputs=_recorded_inputs(request.inputs, message, conversational), created_at=now,
-                started_at=None if background else now,
-                owner_id=None if background else self.runtime.owner_id,
-                lease_until=None if background else self.runtime.lease_until(now),
-            )
-            db.add(run)
-            await db.flush()
-            state_row = FlowRunState(
-                run_id=run.id, workspace_id=request.workspace_id, kind=app.kind, inputs=inputs, job_id=job_id,
-                sys={
-                    "run_id": run.id, "app_id": app.id, "session_id": session_id, "user_id": request.user_id,
-                    "query": message if conversational else (message or ""), "history": history,
-                    "files": list(request.files),
-                    # Kept with the run, so a reply saved after a pause or a restart still gets it.
-                    "reply_message_id": request.reply_message_id or new_id(),
-                    "call_depth": request.call_depth, "thread_id": request.thread_id,
-                },
-                answers={}, waiting=[],
-            )
-            db.add(state_row)
-            if also is not None:
-                await also(db, run)
-            await db.commit()
-        if background:
-            await self.runtime.jobs.enqueue(FLOW_JOB_KIND, {"run_id": run.id}, workspace_id=request.workspace_id,
-                                            job_id=job_id)
-        return _Loaded(run, state_row, graph, {}, 0)
+        run_id = new_id()
+        run_row = dict(
+            id=run_id, workspace_id=request.workspace_id, app_id=app.id, app_version=version.version,
+            session_id=conversation.id, status="queued" if background else "running", source=request.source,
+            inputs=_recorded_inputs(request.inputs, message, conversational), created_at=now,
+            started_at=None if background else now,
+            owner_id=None if background else self.runtime.owner_id,
+            lease_until=None if background else self.runtime.lease_until(now),
+        )
+        state_row = dict(
+            run_id=run_id, workspace_id=request.workspace_id, kind=app.kind, inputs=inputs, job_id=job_id,
+            sys={
+                "run_id": run_id, "app_id": app.id, "session_id": conversation.id, "user_id": request.user_id,
+                "query": message if conversational else (message or ""), "history": conversation.history,
+                "history_given": request.history is not None,
+                "files": list(request.files), "params": request.params,
+                # Kept with the run, so a reply saved after a pause or a restart still gets it.
+                "reply_message_id": request.reply_message_id or new_id(),
+                "call_depth": request.call_depth, "thread_id": request.thread_id,
+            },
+            answers={}, waiting=[], created_at=now, updated_at=now,
+        )
+        # Objects for the executor (not added to a session: the run writer inserts the rows).
+        run, state = Run(**run_row), FlowRunState(**state_row)
+        start = RunWrite(
+            run_id, new_session=conversation.new_row, start=run_row, state=state_row if background else None,
+            on_start=(lambda db: also(db, run)) if also is not None else None,
+        )
+        if not background:  # written by the run's recorder: at once when streamed, else with its first write
+            return _Loaded(run, state, graph, {}, 0, pending_start=start, unwritten_state=state_row)
+        await RunWriter.of(self.runtime.engine).write(start)
+        await self.runtime.jobs.enqueue(FLOW_JOB_KIND, {"run_id": run_id}, workspace_id=request.workspace_id,
+                                        job_id=job_id)
+        return _Loaded(run, state, graph, {}, 0)
 
     async def start(self, request: FlowRequest) -> "FlowExecution":
         prepared = await self._prepare(request, background=False)
         return FlowExecution(self, prepared.run.id, prepared.run.session_id, preloaded=prepared)
 
     async def start_background(self, request: FlowRequest, also: AlsoWrite | None = None) -> str:
-        run_id, _ = await self.prepare(request, background=True, also=also)
-        return run_id
+        prepared = await self._prepare(request, background=True, also=also)
+        return prepared.run.id
 
-    async def _session(self, db: AsyncSession, request: FlowRequest, kind: str) -> tuple[str | None, list]:
+    async def _conversation(self, request: FlowRequest, kind: str, window: int) -> "_Conversation":
+        """The session the run belongs to (None for a workflow run without one) and the memory it reads."""
         if kind not in CONVERSATIONAL_KINDS and not request.session_id:
-            return None, []
-        sessions = SessionService(db)
-        session = await sessions.get_or_create(
-            request.workspace_id, request.session_id, request.snapshot.app.id, request.user_id
-        )
-        if request.history is not None:
-            history = [{"role": m.role, "content": m.content} for m in request.history]
-        else:
-            stored = await sessions.recent_messages(request.workspace_id, session.id, HISTORY_LIMIT)
-            history = [{"role": m.role, "content": m.content} for m in stored]
-        return session.id, history
+            return _Conversation(None, None, [])
+        app_id = request.snapshot.app.id
+        found, stored = None, []
+        if request.session_id:
+            window = 0 if request.history is not None else window
+            async with self.runtime.engine.connect() as connection:
+                found, stored = await session_memory(connection, request.workspace_id, request.session_id,
+                                                     app_id, window)
+        history = stored if request.history is None else [
+            {"role": m.role, "content": m.content} for m in request.history]
+        if found is not None:
+            return _Conversation(found, None, history)
+        # A new conversation, under the client's id when it gave one (Flowise clients pick ids).
+        now = utcnow()
+        row = {"workspace_id": request.workspace_id, "id": request.session_id or new_id(), "app_id": app_id,
+               "user_id": request.user_id, "created_at": now, "updated_at": now}
+        return _Conversation(row["id"], row, history)
 
     # -- human input, cancel -------------------------------------------------------------------
 
@@ -257,9 +277,8 @@ class FlowService:
             version = await db.scalar(
                 select(AppVersion).where(AppVersion.app_id == run.app_id, AppVersion.version == run.app_version)
             )
-            graph_kind, definition = (runnable_graph(state.kind, version.config, version.graph)
-                                      if state is not None and version is not None else (None, None))
-            unrunnable = definition is None
+            graph = run_graph(state.kind, version) if state is not None and version is not None else None
+            unrunnable = graph is None
             if not unrunnable:
                 rows = await db.execute(
                     select(RunEvent.type, RunEvent.data).where(
@@ -273,11 +292,10 @@ class FlowService:
             await end_unattended_run(self.runtime, run_id, "failed",
                                      RunFailure("app_missing", "the app of this run no longer exists", 409))
             return None
-        graph = compile_for_run(graph_kind, run.app_id, run.app_version, definition)
         return _Loaded(run, state, graph, known, last_seq)
 
     async def _execute(self, run_id: str, sink: asyncio.Queue | None, foreground: bool,
-                       preloaded: _Loaded | None = None) -> FlowResult | None:
+                       preloaded: _Loaded | None = None, streamed: bool = True) -> FlowResult | None:
         try:
             loaded = preloaded or await self._load(run_id)
         except Exception:
@@ -293,15 +311,20 @@ class FlowService:
             if sink is not None:
                 sink.put_nowait(END_OF_STREAM)
             raise JobHeldElsewhere(run_id)
-        recorder = RunRecorder(self.runtime, run_id, loaded.last_seq, sink)
+        recorder = RunRecorder(self.runtime, run_id, loaded.last_seq, sink, pending_start=loaded.pending_start,
+                               resumable=not foreground)
         state = RunState(
             self.runtime, run_id, run.workspace_id, run.app_id or "", state_row.kind, recorder,
             sys=dict(state_row.sys or {}), inputs=dict(state_row.inputs or {}), answers=dict(state_row.answers or {}),
+            live=streamed,
         )
         control = self.runtime.control
         started = time.perf_counter()
         try:
             async with control.register(run_id, asyncio.current_task(), foreground=foreground):  # type: ignore[arg-type]
+                if streamed and recorder.pending_start is not None:
+                    # A streaming client may look the run up (or stop it) by id as soon as it starts.
+                    await recorder.durable()
                 recorder.start()
                 return await self._execute_registered(loaded, state, foreground, started)
         finally:
@@ -345,7 +368,7 @@ class FlowService:
             error = RunFailure("timeout", f"run did not finish within {timeout:g}s", 504)
         except asyncio.CancelledError:
             if foreground or await _settle(self.runtime.control.cancel_requested(run_id)):
-                await _settle(self._finish(state, run, "cancelled", None, [], started))
+                await _settle(self._finish(state, loaded, "cancelled", None, [], started))
             else:  # a shutdown interrupted a background run: keep it resumable by the next process
                 await _settle(recorder.durable())
             raise
@@ -353,13 +376,13 @@ class FlowService:
             log.exception("run %s crashed", run_id)
             error = RunFailure("internal_error", "internal error", 500)
         status = "failed" if error else ("waiting" if paused else "succeeded")
-        return await _settle(self._finish(state, run, status, error, paused, started))
+        return await _settle(self._finish(state, loaded, status, error, paused, started))
 
     async def _finish(
-        self, state: RunState, run: Run, status: str, error: RunFailure | None,
+        self, state: RunState, loaded: _Loaded, status: str, error: RunFailure | None,
         paused: list[tuple[str, str]], started: float,
     ) -> FlowResult:
-        recorder = state.recorder
+        recorder, run = state.recorder, loaded.run
         elapsed_ms = (run.elapsed_ms or 0) + int((time.perf_counter() - started) * 1000)
         outputs = self._outputs(state, status)
         usage = state.usage.as_dict()
@@ -372,28 +395,35 @@ class FlowService:
                                        "elapsed_ms": elapsed_ms, "owner_id": None}
             exchange_rows: list[dict[str, Any]] = []
         else:
-            outcome = RunOutcome(status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error)
+            outcome = RunOutcome(status=status, outputs=outputs, usage=usage, elapsed_ms=elapsed_ms, error=error,
+                                 finish_reason=state.finish_reason)
             final = [recorder.emit(payload, deliver=False) for payload in outcome.events()]
             columns = outcome.run_columns(now)
             exchange_rows = self._exchange_rows(state, run, outcome, now)
 
-        async def write(db: AsyncSession) -> None:
-            await db.execute(update(Run).where(Run.id == run.id).values(**columns))
-            await db.execute(update(FlowRunState).where(FlowRunState.run_id == run.id)
-                             .values(waiting=waiting, updated_at=now))
-            if state.sys.get("thread_id"):  # a thread's turn: its messages are the thread journal's
+        thread_end = None
+        if state.sys.get("thread_id"):  # a thread's turn: its messages are the thread journal's
+            async def thread_end(db: AsyncSession) -> None:
                 await thread_journal.record_run_end(db, state.sys, run, status, outputs, usage, elapsed_ms, waiting)
-            if exchange_rows:
-                await db.execute(insert(Message), exchange_rows)
-                await db.execute(update(ChatSession).where(
-                    ChatSession.workspace_id == run.workspace_id, ChatSession.id == run.session_id
-                ).values(updated_at=now))
-
-        await recorder.durable(also=write)
+        # What the run waits for changes when it pauses, or when it goes on after a pause.
+        state_changed = bool(waiting) or bool(loaded.state.waiting)
+        state_insert = None
+        if loaded.unwritten_state is not None:
+            if waiting:  # a run that pauses is resumed from this row
+                state_insert = {**loaded.unwritten_state, "waiting": waiting, "updated_at": now}
+            state_changed = False
+        await recorder.durable(rows=RunWrite(
+            run.id, end=columns, state=state_insert,
+            state_update={"waiting": waiting, "updated_at": now} if state_changed else None,
+            messages=exchange_rows,
+            touch_session={"workspace_id": run.workspace_id, "id": run.session_id, "updated_at": now}
+            if exchange_rows else None,
+            on_end=thread_end,
+        ))
         recorder.deliver(final)
         return FlowResult(
             run_id=run.id, session_id=run.session_id, status=status, outputs=outputs, text=outputs.get("text", ""),
-            usage=usage, error=error, elapsed_ms=elapsed_ms, waiting=waiting,
+            usage=usage, error=error, elapsed_ms=elapsed_ms, waiting=waiting, finish_reason=state.finish_reason,
         )
 
     @staticmethod
@@ -421,8 +451,10 @@ class FlowService:
         exchange = Exchange(
             workspace_id=run.workspace_id, session_id=run.session_id, app_id=run.app_id, run_id=run.id,
             question=state.sys.get("query") or "", asked_at=run.created_at, reply_id=state.sys.get("reply_message_id"),
+            question_meta={"images": images} if (images := _image_count(state.sys.get("files"))) else None,
         )
-        return exchange.rows(outcome, outcome.outputs.get("text", ""), now, citations=outcome.outputs.get("citations"))
+        return exchange.rows(outcome, outcome.outputs.get("text", ""), now, model=state.reply_model,
+                             citations=outcome.outputs.get("citations"))
 
     async def result(self, run_id: str) -> FlowResult:
         async with self.runtime.sessionmaker() as db:
@@ -449,11 +481,12 @@ class FlowExecution:
         self._task: RunTask[FlowResult | None] | None = None
 
     def events(self) -> AsyncIterator[Event]:
+        """The run's events as they happen (closing the stream cancels the run)."""
         preloaded, self._preloaded = self._preloaded, None
-        self._task = RunTask(
-            lambda sink: self.service._execute(self.run_id, sink, foreground=True, preloaded=preloaded),
-            name=f"run:{self.run_id}",
-        )
+        # A partial, not a lambda: a closure over `self` held by `self._task` would make every run a
+        # reference cycle, left for the garbage collector instead of being freed at once.
+        self._task = RunTask(partial(self.service._execute, self.run_id, foreground=True, preloaded=preloaded),
+                             name=f"run:{self.run_id}")
         return self._task.events()
 
     @property
@@ -461,9 +494,12 @@ class FlowExecution:
         return self._task.result if self._task is not None else None
 
     async def collect(self) -> FlowResult:
-        async for _ in self.events():
-            pass
-        return self.result or await self.service.result(self.run_id)
+        """The run to its end (or pause), for a caller that does not stream: nothing is relayed, and the
+        model may answer in one piece; a quick run is recorded in one transaction."""
+        preloaded, self._preloaded = self._preloaded, None
+        self._task = RunTask(partial(self.service._execute, self.run_id, foreground=True, preloaded=preloaded,
+                                     streamed=False), name=f"run:{self.run_id}")
+        return await self._task.outcome() or await self.service.result(self.run_id)
 
 
 async def _settle(awaitable):
@@ -488,6 +524,10 @@ def _mark_running(run_id: str):
         await db.execute(update(Run).where(Run.id == run_id, Run.started_at.is_(None)).values(started_at=utcnow()))
 
     return mark
+
+
+def _image_count(files: list[Any] | None) -> int:
+    return sum(1 for part in files or () if isinstance(part, dict) and part.get("type") == "image_url")
 
 
 def _run_timeout(graph: CompiledGraph, default: float) -> float:

@@ -16,10 +16,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from headwater.engine.graph import CompiledGraph, compile_for_run
 from headwater.services.agent_config import AgentAppConfig
 from headwater.services.chatbot_config import ChatbotConfig
 
 IMPLIED_KINDS = ("agent", "chatbot")
+# The node of a chatbot's graph that calls its model.
+CHATBOT_MODEL_NODE = "llm"
 # The kind the implied graphs are compiled as: conversational, with `query` from the message.
 IMPLIED_GRAPH_KIND = "chatflow"
 # A run may pick the agent's mode (the playground's workflowMode); the app's own mode otherwise.
@@ -57,9 +60,9 @@ def chatbot_graph(config: ChatbotConfig) -> dict[str, Any]:
                       "query": "{{ sys.query }}", "top_k": config.top_k})
         chain.append("knowledge")
         system = "\n\n".join(part for part in (system, KNOWLEDGE_BLOCK) if part)
-    nodes.append({"id": "llm", "type": "llm", "model": config.model, "system": system, "prompt": "{{ sys.query }}",
+    nodes.append({"id": CHATBOT_MODEL_NODE, "type": "llm", "model": config.model, "system": system, "prompt": "{{ sys.query }}",
                   "memory": min(config.memory_window, 200), "temperature": config.temperature,
-                  "max_tokens": config.max_tokens})
+                  "max_tokens": config.max_tokens, "files": True, "caller_params": True})
     nodes.append({"id": "answer", "type": "answer", "text": "{{ llm.text }}"})
     chain += ["llm", "answer"]
     return {"nodes": nodes, "edges": [{"source": a, "target": b} for a, b in zip(chain, chain[1:])]}
@@ -73,3 +76,26 @@ def runnable_graph(kind: str, config: dict[str, Any] | None, graph: dict[str, An
     if kind == "chatbot":
         return IMPLIED_GRAPH_KIND, chatbot_graph(ChatbotConfig.model_validate(config or {}))
     return kind, graph
+
+
+def run_graph(kind: str, version: Any) -> CompiledGraph | None:
+    """The compiled graph a run of this app version executes (None: the version has no graph).
+
+    Kept per version (bounded): a saved version never changes, and a chatbot's turn
+    should not pay for validating its config and compiling its graph every time.
+    """
+    key = (kind, version.id)
+    compiled = _compiled.get(key)
+    if compiled is None:
+        graph_kind, definition = runnable_graph(kind, version.config, version.graph)
+        if definition is None:
+            return None
+        compiled = compile_for_run(graph_kind, version.app_id, version.version, definition)
+        if len(_compiled) >= _COMPILED_MAX:
+            _compiled.clear()
+        _compiled[key] = compiled
+    return compiled
+
+
+_compiled: dict[tuple[str, str], CompiledGraph] = {}
+_COMPILED_MAX = 1024

@@ -17,10 +17,9 @@ from sqlalchemy import func, select
 
 from headwater.engine.bus import follow_run
 from headwater.engine.events import Event, stored_event
-from headwater.engine.graph import compile_for_run
-from headwater.services.implied_graphs import runnable_graph
+from headwater.services.implied_graphs import run_graph
 from headwater.services.run_trace import node_trace
-from headwater.services.runs import TERMINAL_STATUSES, RunService
+from headwater.services.runs import TERMINAL_STATUSES, RunService, run_kind
 from headwater.store.flow_models import FlowRunState
 from headwater.store.job_models import Job
 from headwater.store.models import AppVersion, Run, RunEvent
@@ -62,7 +61,7 @@ async def follow(runtime: "Runtime", workspace_id: str, run_id: str, after_seq: 
     async with runtime.sessionmaker() as db:
         run = await RunService(db).get(workspace_id, run_id)
         state = await db.get(FlowRunState, run.id)
-    kind = state.kind if state is not None else "chatbot"
+        kind = await run_kind(db, run, state.kind if state is not None else None)
 
     async def load_after(seq: int) -> list[Event]:
         async with runtime.sessionmaker() as db:
@@ -91,29 +90,28 @@ async def progress(runtime: "Runtime", workspace_id: str, run_id: str) -> RunPro
     async with runtime.sessionmaker() as db:
         run = await RunService(db).get(workspace_id, run_id)
         state = await db.get(FlowRunState, run.id)
+        kind = await run_kind(db, run, state.kind if state is not None else None)
         nodes = [n for n in await node_trace(db, run.id) if "parent" not in n]
-        total = await _total_nodes(db, run, state)
+        total = await _total_nodes(db, run, kind)
         job = await db.get(Job, state.job_id) if state is not None and state.job_id else None
     current = next((n["node_id"] for n in reversed(nodes) if n["status"] == "running"), None)
     waiting = list(state.waiting or []) if state is not None and run.status == "waiting" else []
     if current is None and waiting:
         current = waiting[0]["node_id"]
     return RunProgress(
-        run=run, kind=state.kind if state is not None else "chatbot",
+        run=run, kind=kind,
         completed_nodes=sum(1 for n in nodes if n["status"] == "succeeded"), total_nodes=total,
         current_node=current, attempts=job.attempts if job is not None else 0, waiting=waiting,
     )
 
 
-async def _total_nodes(db, run: Run, state: FlowRunState | None) -> int:
-    if state is None or run.app_id is None:
+async def _total_nodes(db, run: Run, kind: str) -> int:
+    if run.app_id is None:
         return 1
     version = await db.scalar(
         select(AppVersion).where(AppVersion.app_id == run.app_id, AppVersion.version == run.app_version)
     )
     if version is None:
         return 0
-    graph_kind, definition = runnable_graph(state.kind, version.config, version.graph)
-    if definition is None:
-        return 0
-    return len(compile_for_run(graph_kind, run.app_id, run.app_version, definition).nodes)
+    graph = run_graph(kind, version)
+    return len(graph.nodes) if graph is not None else 0

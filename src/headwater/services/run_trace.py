@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine import events as ev
-from headwater.services.runs import run_public
+from headwater.services.runs import run_kind, run_public
 from headwater.store.flow_models import FlowRunState
 from headwater.store.models import Run, RunEvent
 
@@ -54,7 +54,7 @@ async def node_trace(db: AsyncSession, run_id: str) -> list[dict[str, Any]]:
 async def run_detail(db: AsyncSession, run: Run) -> dict[str, Any]:
     detail = run_public(run)
     state = await db.get(FlowRunState, run.id)
-    detail["kind"] = state.kind if state is not None else "chatbot"
+    detail["kind"] = await run_kind(db, run, state.kind if state is not None else None)
     detail["waiting"] = list(state.waiting or []) if state is not None and run.status == "waiting" else []
     detail["nodes"] = await node_trace(db, run.id)
     return detail

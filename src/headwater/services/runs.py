@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine.events import Event
 from headwater.errors import NotFound
-from headwater.store.models import Run, RunEvent
+from headwater.store.models import App, Run, RunEvent
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 LIVE_STATUSES = ("queued", "running", "waiting")
@@ -19,6 +19,15 @@ def event_rows(run_id: str, events: list[Event]) -> list[dict[str, Any]]:
     """The `run_events` rows of a batch of a run's events (the store's side of the event codec)."""
     return [{"run_id": run_id, "seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at}
             for e in events]
+
+
+async def run_kind(db: AsyncSession, run: Run, state_kind: str | None) -> str:
+    """The kind of app the run ran: its resumable state's, else its app's (a run executed by a request
+    keeps no resumable state unless it paused)."""
+    if state_kind is not None:
+        return state_kind
+    kind = await db.scalar(select(App.kind).where(App.id == run.app_id)) if run.app_id else None
+    return kind or "chatbot"
 
 
 async def save_events(db: AsyncSession, run_id: str, events: list[Event]) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Row, delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, bindparam, delete, select, true
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from headwater.errors import Conflict, NotFound
-from headwater.store.db import insert_ignoring_duplicates
-from headwater.store.models import ChatSession, Message, new_id, utcnow
+from headwater.store.models import ChatSession, Message
 
 
 def check_session_app(session_app_id: str | None, app_id: str | None) -> None:
@@ -26,33 +25,6 @@ def check_session_app(session_app_id: str | None, app_id: str | None) -> None:
 class SessionService:
     def __init__(self, db: AsyncSession):
         self.db = db
-
-    async def get_or_create(
-        self, workspace_id: str, session_id: str | None, app_id: str | None, user_id: str | None = None
-    ) -> ChatSession:
-        """A given id that does not exist yet starts a session under that id (Flowise clients pick ids).
-
-        409 when the id names another app's conversation (see `check_session_app`).
-        """
-        if session_id:
-            found = await self.db.get(ChatSession, (workspace_id, session_id))
-            if found is None:
-                # Two first calls may name the same new conversation at once: whichever inserts
-                # second keeps the other's row instead of failing on the key.
-                now = utcnow()
-                await self.db.execute(
-                    insert_ignoring_duplicates(self.db.bind.dialect.name, ChatSession.__table__).values(
-                        workspace_id=workspace_id, id=session_id, app_id=app_id, user_id=user_id,
-                        created_at=now, updated_at=now,
-                    )
-                )
-                found = await self.get(workspace_id, session_id)
-            check_session_app(found.app_id, app_id)
-            return found
-        session = ChatSession(workspace_id=workspace_id, id=new_id(), app_id=app_id, user_id=user_id)
-        self.db.add(session)
-        await self.db.flush()
-        return session
 
     async def get(self, workspace_id: str, session_id: str) -> ChatSession:
         found = await self.db.get(ChatSession, (workspace_id, session_id))
@@ -72,21 +44,6 @@ class SessionService:
             select(Message.id).where(Message.workspace_id == workspace_id, Message.session_id == session_id).limit(1)
         )
         return found is not None
-
-    async def recent_messages(self, workspace_id: str, session_id: str, limit: int) -> list[Row]:
-        """The last `limit` messages as (role, content) rows, oldest first: the memory a model sees.
-
-        Columns, not ORM objects: a long conversation is read on every turn of a chatflow.
-        """
-        if limit <= 0:
-            return []
-        rows = await self.db.execute(
-            select(Message.role, Message.content)
-            .where(Message.workspace_id == workspace_id, Message.session_id == session_id)
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(limit)
-        )
-        return list(reversed(rows.all()))
 
     async def messages(self, workspace_id: str, session_id: str) -> list[Message]:
         await self.get(workspace_id, session_id)
@@ -131,3 +88,46 @@ def _app_message_filter(statement, workspace_id: str, app_id: str, session_id: s
     if end is not None:
         statement = statement.where(Message.created_at <= end)
     return statement
+
+
+def _memory_query():
+    messages = Message.__table__
+    recent = (
+        select(messages.c.role, messages.c.content, messages.c.created_at, messages.c.id)
+        .where(messages.c.workspace_id == bindparam("workspace_id"), messages.c.session_id == bindparam("session_id"))
+        .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+        .limit(bindparam("window", type_=Integer))
+        .subquery("recent")
+    )
+    sessions = ChatSession.__table__
+    return (
+        select(sessions.c.id, sessions.c.app_id, recent.c.role, recent.c.content, recent.c.created_at,
+               recent.c.id.label("message_id"))
+        .select_from(sessions.outerjoin(recent, true()))
+        .where(sessions.c.workspace_id == bindparam("workspace_id"), sessions.c.id == bindparam("session_id"))
+    )
+
+
+# The session row and its last `window` messages in one query: no row = no such session.
+_MEMORY_QUERY = _memory_query()
+
+
+async def session_memory(
+    db: AsyncConnection, workspace_id: str, session_id: str | None, app_id: str, window: int
+) -> tuple[str | None, list[dict[str, str]]]:
+    """(the session's id if it exists, its last `window` messages oldest first as {role, content}).
+
+    A Core connection and one query: this runs on every turn of every conversation.
+    409 when the session is another app's conversation (see `check_session_app`).
+    """
+    if not session_id:
+        return None, []
+    rows = (await db.execute(
+        _MEMORY_QUERY, {"workspace_id": workspace_id, "session_id": session_id, "window": window}
+    )).all()
+    if not rows:
+        return None, []
+    check_session_app(rows[0].app_id, app_id)
+    found = [row for row in rows if row.message_id is not None]
+    found.sort(key=lambda row: (row.created_at, row.message_id))
+    return rows[0].id, [{"role": row.role, "content": row.content} for row in found]

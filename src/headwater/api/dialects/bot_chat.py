@@ -1,8 +1,7 @@
 """What the bot chat dialects (WAYSCloud, Tailwinds/Flowise) share: finding the app, starting a turn, its reply.
 
 `start_turn()` is the one place where an app and a message become a running
-turn: chatbot apps through `ChatService`, chatflow apps through
-`start_chatflow_turn` (a message to a chatflow waiting for input answers it).
+turn, through `ChatService` (a message to a chatflow waiting for input answers it).
 Every route of both dialects, including the list of bots and Flowise's
 `chatflows-streaming` probe, serves the kinds in `SERVED_KINDS`. A turn is
 anything shaped like `DialectTurn`; `reply_parts()` reads its events as the
@@ -27,7 +26,6 @@ from headwater.errors import InvalidInput
 from headwater.runtime import Runtime
 from headwater.services.apps import AppService, AppSnapshot
 from headwater.services.chat import ChatService, TurnRequest, TurnResult
-from headwater.services.chatflow_turn import start_chatflow_turn
 
 if TYPE_CHECKING:  # types only: dialects use the store through services
     from headwater.store.models import App
@@ -36,7 +34,7 @@ SERVED_KINDS: tuple[str, ...] = ("chatbot", "chatflow")
 
 
 class DialectTurn(Protocol):
-    """What a dialect needs from a started turn (services.chat.ChatTurn, services.chatflow_turn.ChatflowTurn).
+    """What a dialect needs from a started turn (services.chat.ChatTurn).
 
     `events()` yields engine events (CONTRACTS §3): the reply's `token`s, an `error` when
     the turn fails, and `run_finished`, except for a chatflow that pauses for human
@@ -56,12 +54,9 @@ class DialectTurn(Protocol):
 
 async def start_turn(runtime: Runtime, request: TurnRequest) -> DialectTurn:
     """Validate and record a turn of `request.snapshot`'s app; nothing is written if this raises."""
-    kind = request.snapshot.app.kind
-    if kind == "chatbot":
-        return await ChatService(runtime).prepare(request)
-    if kind == "chatflow":
-        return await start_chatflow_turn(runtime, request)
-    raise _wrong_kind(request.snapshot.app)
+    if request.snapshot.app.kind not in SERVED_KINDS:
+        raise _wrong_kind(request.snapshot.app)
+    return await ChatService(runtime).prepare(request)
 
 
 async def load_served_app(db: AsyncSession, workspace_id: str, id_or_slug: str) -> AppSnapshot:

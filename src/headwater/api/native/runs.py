@@ -1,14 +1,12 @@
 """Runs: start one (foreground, streamed, or in the background), answer a pause, stop, follow, read the trace.
 
-`POST /v1/runs` is the native way to run any app, and the machinery every
-dialect's execution routes use: chatbot apps go through ChatService,
-chatflows, workflows and agents through FlowService. `GET /v1/runs/{id}/stream` follows
+`POST /v1/runs` is the native way to run any app, through the machinery every
+dialect's execution routes use (FlowService: a chatbot runs as the graph its config implies). `GET /v1/runs/{id}/stream` follows
 any run live and `DELETE /v1/runs/{id}` stops any run, whichever process executes it.
 """
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import aclosing
 from datetime import datetime
 from typing import Annotated, Any
@@ -23,16 +21,14 @@ from headwater.api.native.schemas import StrictModel
 from headwater.api.responses import FastJSONResponse
 from headwater.api.sse import format_event, last_event_id_after, run_id_header, sse_response
 from headwater.errors import InvalidInput
-from headwater.services.apps import FLOW_KINDS, AppService
-from headwater.services.chat import ChatService, TurnRequest
-from headwater.services.flows import FlowRequest, FlowService
+from headwater.services.apps import AppService
+from headwater.services.flows import RUNNABLE_KINDS, FlowRequest, FlowService
 from headwater.services.run_feed import follow
 from headwater.services.run_trace import run_detail
 from headwater.services.runs import RunService, run_public
 from headwater.services.stopping import stop_run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
-_background_turns: set[asyncio.Task] = set()
 
 
 class RunEventPublic(BaseModel):
@@ -80,9 +76,7 @@ async def create_run(body: RunCreate, principal: ChatbotKey, db: DbSession, runt
     snapshot = await AppService(db).snapshot_for_run(principal.workspace_id, body.app_id, body.version)
     await db.close()  # runs open their own sessions; don't hold this connection while they work
     kind = snapshot.app.kind
-    if kind == "chatbot":
-        return await _chatbot_run(body, principal, runtime, snapshot, stream)
-    if kind not in FLOW_KINDS:
+    if kind not in RUNNABLE_KINDS:
         raise InvalidInput(f"apps of kind '{kind}' are not run through /v1/runs")
     service = FlowService(runtime)
     request = FlowRequest(
@@ -97,29 +91,6 @@ async def create_run(body: RunCreate, principal: ChatbotKey, db: DbSession, runt
         return _sse(execution.events(), execution.run_id)
     await execution.collect()
     return await _detail(runtime, execution.run_id, principal.workspace_id)
-
-
-async def _chatbot_run(body: RunCreate, principal, runtime, snapshot, stream: bool):
-    message = body.inputs.get("message", body.inputs.get("query"))
-    if not isinstance(message, str):
-        raise InvalidInput("a chatbot run needs inputs.message (a string)")
-    turn = await ChatService(runtime).prepare(TurnRequest(
-        workspace_id=principal.workspace_id, snapshot=snapshot, message=message, source="native",
-        session_id=body.session_id, user_id=body.user_id,
-    ))
-    if stream:
-        return _sse(turn.events(), turn.run_id)
-    if body.background:
-        # Chat turns are short and not checkpointed: they run in this process (not restart-safe;
-        # the lease keeper ends them `interrupted` if it dies). They can be stopped from anywhere.
-        await turn.record_start()  # the caller gets the id now and may look the run up at once
-        task = asyncio.create_task(turn.collect(), name=f"chat-turn:{turn.run_id}")
-        _background_turns.add(task)
-        task.add_done_callback(_background_turns.discard)
-        return FastJSONResponse({"id": turn.run_id, "status": "running"}, status_code=202,
-                                headers=run_id_header(turn.run_id))
-    await turn.collect()
-    return await _detail(runtime, turn.run_id, principal.workspace_id)
 
 
 @router.get("")

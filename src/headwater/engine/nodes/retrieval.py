@@ -15,6 +15,7 @@ from pydantic import Field
 from headwater.engine import events as ev
 from headwater.engine.context import NodeContext
 from headwater.engine.errors import FeatureUnavailable
+from headwater.errors import InvalidInput, NotFound
 from headwater.engine.nodes.base import Node, NodeConfig, NodeResult, node_type
 
 
@@ -54,8 +55,11 @@ class RetrievalNode(Node):
         config: RetrievalConfig = self.config
         query = ctx.render(config.query)
         ctx.record_inputs(query=query, knowledge_bases=config.knowledge_bases, top_k=config.top_k)
-        result = await retrieve(ctx.run.runtime, ctx.run.workspace_id, list(config.knowledge_bases), query,
-                                config.top_k)
+        try:
+            result = await retrieve(ctx.run.runtime, ctx.run.workspace_id, list(config.knowledge_bases), query,
+                                    config.top_k)
+        except NotFound as exc:  # the app exists; its configuration names a base that is gone
+            raise InvalidInput(f"this app's {exc.detail}") from None
         citations = plain(result.citations)
         if citations and ctx.parent is None:
             ctx.run.citations.extend(citations)
