@@ -1,25 +1,32 @@
-"""Runs of graph apps (chatflow, workflow, and agents as the graph they imply): start, stream, pause for a
-human, resume, cancel, recover.
+"""Every run, whatever its app (chatbot, chatflow, workflow, agent): start, stream, pause for a human,
+resume, cancel, recover.
 
-`FlowService.prepare()` does everything that can fail on bad input (graph,
-required inputs, empty message) before a run exists, then records the run and
-its `FlowRunState`. One function, `_execute()`, then runs (or continues) it,
-whoever calls: a request in the foreground (`FlowExecution.events()` /
-`collect()`), or the durable job queue in the background (`flow_run` jobs,
-which a restarted server recovers).
+`FlowService.start()` / `start_background()` do everything that can fail on bad
+input (graph, required inputs, empty message) before a run exists. One function,
+`_execute()`, then runs (or continues) it, whoever calls: a request in the
+foreground (`FlowExecution.events()` / `collect()`), or the durable job queue in
+the background (`flow_run` jobs, which a restarted server recovers). Every write
+goes through the process's run writer (services/run_writer.py), which commits it
+together with other runs' writes.
+
+A background run is recorded, with its resumable `FlowRunState`, before its job
+is queued. A foreground run's record is written by its recorder: before its first
+event when streamed, else with its first write (a quick run starts and ends in one
+transaction); its `FlowRunState` only if it pauses, since nothing but an answer
+resumes a run that a request executes (a dead request's run ends `interrupted`).
 
 Every execution starts from what the store says: the run's persisted
 `node_finished` events are its checkpoint, so a node that finished before a
 pause or a crash is never run again, and its outputs are put back for the
 nodes after it. A run ends in one transaction that writes its last events, its
-status and outputs and, for a chatflow, the user's message and the reply.
+status and outputs and, for a conversation, the user's message and the reply.
 
-Apps without a graph of their own (agents; chatbots, for the conversation threads)
-run as the graph their config implies (services/implied_graphs.py) and are
-conversational like a chatflow. A run of a conversation thread (`thread_id`)
-leaves its messages to the thread's journal (services/thread_journal.py), which
-writes them in the run's own transactions: the caller's `also` at the start or at
-an answer, and the journal's hook when the run pauses or ends.
+Apps without a graph of their own (chatbots, agents) run as the graph their
+config implies (services/implied_graphs.py) and are conversational like a
+chatflow. A run of a conversation thread (`thread_id`) leaves its messages to the
+thread's journal (services/thread_journal.py), which writes them in the run's own
+transactions: the caller's `also` at the start or at an answer, and the journal's
+hook when the run pauses or ends.
 """
 
 from __future__ import annotations

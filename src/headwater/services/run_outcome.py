@@ -1,12 +1,11 @@
-"""How every run ends, whatever executed it: its last events, its record's final columns, its exchange.
+"""How every run ends, whatever ended it: its last events, its record's final columns, its exchange.
 
-A chatbot turn (services.chat), a graph run (services.flows) and a run ended by
-somebody else (services.run_end: stopped while queued or waiting, or its executor
-died) all finish through `RunOutcome`: the same `error` + `run_finished` events,
-the same final columns of the run record, and, for a conversation, the same two
-messages (the user's, then the reply, written together so a failed run leaves no
-half-written exchange). Each caller keeps its own way of writing them (a chat
-turn batches its writes with other turns'), not its own idea of what they are.
+A run's executor (services.flows: chatbot turns, chatflows, workflows, agents) and
+a run ended by somebody else (services.run_end: stopped while queued or waiting,
+or its executor died) both finish through `RunOutcome`: the same `error` +
+`run_finished` events, the same final columns of the run record, and, for a
+conversation, the same two messages (the user's, then the reply, written together
+so a failed run leaves no half-written exchange).
 """
 
 from __future__ import annotations
