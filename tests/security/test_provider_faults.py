@@ -27,7 +27,7 @@ from route_table import count, report
 from support.server import ServerProcess
 from tenants import CHATFLOW_GRAPH, WORKFLOW_GRAPH, Tenant
 
-READ_TIMEOUT = 0.6
+READ_TIMEOUT = 1.5  # generous: 24 cases at once on a busy 2-core machine must not time out a healthy mock
 RETRIES = 2
 RETRY_AFTER = 0.3
 # Worst case of one call: every attempt times out, with the longest backoffs (0.5 s, then 1 s) between.
