@@ -323,7 +323,7 @@ async def _traced_call(deltas: AsyncIterator, provider: TracedProvider, model: s
     # A leaf span that is never made current: the caller's context is not touched across yields.
     span = tracer().start_span(f"chat {model}", attributes={
         "gen_ai.operation.name": "chat", "gen_ai.system": kind, "gen_ai.request.model": model,
-        "headwater.provider": name, "headwater.streamed": streamed})
+        "headwater.provider": name, "headwater.streamed": streamed}) if tracing_on() else trace.INVALID_SPAN
     usage = None
     outcome = "ok"
     try:

@@ -43,7 +43,8 @@ class RunFailure:
                      node_id: str | None = None) -> "RunFailure":
         """What an exception raised while running (a node, a model call) means for the run."""
         if isinstance(exc, TimeoutError):
-            return cls("timeout", f"node did not finish within {timeout:g}s", 504, node_id)
+            within = f" within {timeout:g}s" if timeout is not None else ""
+            return cls("timeout", f"node did not finish{within}", 504, node_id)
         if isinstance(exc, NodeFailed):
             return cls(exc.code, exc.detail, exc.status_code, node_id)
         if isinstance(exc, ProviderError):

@@ -163,7 +163,7 @@ class GraphScheduler:
         if not resuming:
             recorder.emit(ev.NodeStarted(**identity))
         started = time.perf_counter()
-        timeout = self.graph.timeouts.get(nid) or self.run.settings.flow_node_timeout_seconds
+        timeout = None if node.instant else self.graph.timeouts.get(nid) or self.run.settings.flow_node_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
                 result = await node.run(ctx)

@@ -18,6 +18,7 @@ class AnswerConfig(NodeConfig):
 
 @node_type("answer")
 class AnswerNode(Node):
+    instant = True
     Config = AnswerConfig
     outputs = ("text",)
     allowed_in_iteration = False

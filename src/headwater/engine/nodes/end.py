@@ -14,6 +14,7 @@ class EndConfig(NodeConfig):
 
 @node_type("end")
 class EndNode(Node):
+    instant = True
     Config = EndConfig
     allowed_in_iteration = False
 

@@ -41,6 +41,7 @@ class StartConfig(NodeConfig):
 
 @node_type("start")
 class StartNode(Node):
+    instant = True
     Config = StartConfig
     allowed_in_iteration = False
 
