@@ -37,7 +37,7 @@ START_GRACE_SECONDS = 0.2
 
 class RunRecorder:
     def __init__(self, runtime: "Runtime", run_id: str, start_seq: int, sink: asyncio.Queue | None = None, *,
-                 pending_start: RunWrite | None = None, resumable: bool = True):
+                 pending_start: RunWrite | None = None, resumable: bool = True, live: bool = True):
         self.runtime = runtime
         self.run_id = run_id
         self.bus = runtime.bus
@@ -48,6 +48,9 @@ class RunRecorder:
         # Only a run that another executor may continue (a background one) needs its effectful
         # nodes' results committed the moment they finish; a foreground run is never resumed.
         self.resumable = resumable
+        # Whether events are committed (and so published) in batches while the run goes: not for a
+        # run executed for a caller that waits for its end only; its events are written with the end.
+        self.live = live
         self._flush_lock = asyncio.Lock()
         # A batch is written by a timer's task; a run that ends before its timer never makes one.
         self._open = False
@@ -67,7 +70,7 @@ class RunRecorder:
         event = self.log.emit(payload)
         if deliver and self.sink is not None:
             self.sink.put_nowait(event)
-        if self._open and self._timer is None:
+        if self._open and self._timer is None and (self.live or self.resumable):
             self._schedule(START_GRACE_SECONDS if self.pending_start is not None else BATCH_SECONDS)
         return event
 

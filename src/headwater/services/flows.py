@@ -319,7 +319,7 @@ class FlowService:
                 sink.put_nowait(END_OF_STREAM)
             raise JobHeldElsewhere(run_id)
         recorder = RunRecorder(self.runtime, run_id, loaded.last_seq, sink, pending_start=loaded.pending_start,
-                               resumable=not foreground)
+                               resumable=not foreground, live=streamed)
         state = RunState(
             self.runtime, run_id, run.workspace_id, run.app_id or "", state_row.kind, recorder,
             sys=dict(state_row.sys or {}), inputs=dict(state_row.inputs or {}), answers=dict(state_row.answers or {}),
