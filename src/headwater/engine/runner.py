@@ -86,11 +86,6 @@ class GraphScheduler:
                         self._accept(nid, outcome.outputs, outcome.usage)
                         ready.extend(self._propagate(nid, outcome.branch))
                         continue
-                    if not ready and not running:
-                        # The only node that can run now (a chain, as most graphs are): run it in this
-                        # task, without a task of its own and the wake-ups that costs.
-                        self._finished_node(nid, await self._run_node(nid), ready, paused)
-                        continue
                     task = asyncio.create_task(self._run_node(nid), name=f"node:{nid}")
                     running[task] = nid
                 if not running:
