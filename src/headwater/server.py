@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry.configure_logging(settings)
         runtime, keeper = await open_runtime(settings, "api")
         app.state.runtime = runtime
+        _settle_heap()
         try:
             async with mcp.running():  # the MCP session manager's sessions end before the runtime
                 yield
@@ -50,3 +52,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog, enabled=settings.log_requests)  # outermost: sees every answer, 413s too
     return app
+
+
+def _settle_heap() -> None:
+    """Move what startup built (modules, routes, schemas, the runtime: ~210k objects, most of the
+    heap) out of the cyclic collector's reach: otherwise every full collection walks all of it
+    (~100 ms each, one every few hundred requests), about 4 % of a chat call's CPU. No collection
+    first: it would cost 0.1 s of every start to free a few hundred objects."""
+    gc.freeze()
