@@ -5,7 +5,10 @@ ran and, for a branching node, took this edge's branch) or dead (the source was
 skipped, or took another branch). A node runs when all its incoming edges are
 decided and at least one is active; when all are dead it is skipped and its own
 edges die (dead-path elimination). Independent branches therefore run at the
-same time, and a join waits for every branch that can still reach it.
+same time, and a join waits for every branch that can still reach it. Each node
+runs in a task of its own (a stop cancels the node's work, not the scheduler's
+bookkeeping), except nodes that never wait (`instant`: start, answer, end), which
+run in the scheduler's task: a task each would cost more than they do.
 
 Nodes already finished in an earlier segment of the run (`known`: replayed from
 the persisted events after a pause or a restart) are not run again: their
@@ -85,6 +88,9 @@ class GraphScheduler:
                     if outcome is not None and outcome.status == "succeeded":
                         self._accept(nid, outcome.outputs, outcome.usage)
                         ready.extend(self._propagate(nid, outcome.branch))
+                        continue
+                    if self.graph.nodes[nid].instant:  # it never waits: run it here, not in a task of its own
+                        self._finished_node(nid, await self._run_node(nid), ready, paused)
                         continue
                     task = asyncio.create_task(self._run_node(nid), name=f"node:{nid}")
                     running[task] = nid
