@@ -16,10 +16,8 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from headwater.engine import templates
@@ -75,15 +73,6 @@ class CompiledGraph:
 def validate_graph(kind: str, graph: Any) -> CompiledGraph:
     """Check a graph as it is saved; raises GraphInvalid (422) naming the node."""
     return _Compiler(kind).compile_top(graph)
-
-
-@lru_cache(maxsize=256)
-def _compile_cached(kind: str, key: str, graph_json: bytes) -> CompiledGraph:
-    return validate_graph(kind, orjson.loads(graph_json))
-
-
-def compile_for_run(kind: str, app_id: str, version: int, graph: dict[str, Any]) -> CompiledGraph:
-    return _compile_cached(kind, f"{app_id}:{version}", orjson.dumps(graph, option=orjson.OPT_SORT_KEYS))
 
 
 class _Compiler:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from headwater.engine.graph import CompiledGraph, compile_for_run
+from headwater.engine.graph import CompiledGraph, validate_graph
 from headwater.services.agent_config import AgentAppConfig
 from headwater.services.chatbot_config import ChatbotConfig
 
@@ -90,7 +90,7 @@ def run_graph(kind: str, version: Any) -> CompiledGraph | None:
         graph_kind, definition = runnable_graph(kind, version.config, version.graph)
         if definition is None:
             return None
-        compiled = compile_for_run(graph_kind, version.app_id, version.version, definition)
+        compiled = validate_graph(graph_kind, definition)
         if len(_compiled) >= _COMPILED_MAX:
             _compiled.clear()
         _compiled[key] = compiled
