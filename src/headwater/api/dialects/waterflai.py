@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Header
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from headwater.api.deps import ChatbotKey, DbSession, RuntimeDep
 from headwater.api.dialects.completions import chat_completion, usage_object
