@@ -45,7 +45,7 @@ class RunState:
     # The reply's model call (the llm node whose tokens are the reply): its model and why it stopped.
     reply_model: str | None = None
     finish_reason: str | None = None
-    _models: dict[str, tuple[ChatProvider, str]] = field(default_factory=dict)
+    models: dict[str, tuple[ChatProvider, str]] = field(default_factory=dict)  # resolved, by full name
 
     @property
     def settings(self):
@@ -53,11 +53,11 @@ class RunState:
 
     async def resolve_model(self, full_name: str) -> tuple[ChatProvider, str]:
         """`<provider>/<model>` → provider client, once per run."""
-        found = self._models.get(full_name)
+        found = self.models.get(full_name)
         if found is None:
             async with self.runtime.sessionmaker() as db:
                 found = await self.runtime.provider_service(db).resolve(self.workspace_id, full_name)
-            self._models[full_name] = found
+            self.models[full_name] = found
         return found
 
     def history_messages(self, limit: int) -> list[ChatMessage]:

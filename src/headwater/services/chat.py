@@ -38,7 +38,7 @@ from headwater.engine import events as ev
 from headwater.engine.events import Event
 from headwater.engine.failures import CANCELLED, RunFailure
 from headwater.errors import InvalidInput
-from headwater.providers.base import ChatMessage, GenerationParams, ImagePart, Usage
+from headwater.providers.base import ChatMessage, ChatProvider, GenerationParams, ImagePart, Usage
 from headwater.runtime import Runtime
 from headwater.services.apps import AppSnapshot
 from headwater.services.implied_graphs import CHATBOT_MODEL_NODE, run_graph
@@ -89,8 +89,9 @@ class ChatService:
         if not request.message.strip() and not (kind == "chatbot" and request.images):
             raise InvalidInput("the message is empty")
         service = FlowService(self.runtime)
+        resolved_models = None
         if kind == "chatbot":
-            await self._check_model(request)
+            resolved_models = await self._check_model(request)
         elif request.session_id and can_ask(request.snapshot.version.graph):
             async with self.runtime.sessionmaker() as db:
                 waiting = await _waiting_run(db, request.workspace_id, request.snapshot.app.id, request.session_id)
@@ -106,18 +107,20 @@ class ChatService:
             workspace_id=request.workspace_id, snapshot=request.snapshot, inputs={}, source=request.source,
             message=request.message, session_id=request.session_id, user_id=request.user_id,
             history=request.history, files=flow_files(request), reply_message_id=reply_message_id,
-            params=caller_params(request.params),
+            params=caller_params(request.params), resolved_models=resolved_models,
         ))
         return ChatTurn(execution, reply_message_id)
 
-    async def _check_model(self, request: TurnRequest) -> None:
-        """The chatbot's model exists (and takes images, when the message has some): checked before any write."""
+    async def _check_model(self, request: TurnRequest) -> dict[str, tuple[ChatProvider, str]]:
+        """The chatbot's model exists (and takes images, when the message has some): checked before any write.
+        Returns it resolved, for the run."""
         graph = run_graph("chatbot", request.snapshot.version)
         model = graph.nodes[CHATBOT_MODEL_NODE].config.model  # type: ignore[union-attr]  # a chatbot has one
         async with self.runtime.sessionmaker() as db:  # no statement at all while the provider is cached
-            provider, _ = await self.runtime.provider_service(db).resolve(request.workspace_id, model)
-        if request.images and not provider.accepts_images:
+            resolved = await self.runtime.provider_service(db).resolve(request.workspace_id, model)
+        if request.images and not resolved[0].accepts_images:
             raise InvalidInput(f"model '{model}' does not accept images")
+        return {model: resolved}
 
 
 def caller_params(params: GenerationParams) -> dict[str, Any] | None:

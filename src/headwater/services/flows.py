@@ -53,14 +53,14 @@ from headwater.engine.failures import RunFailure
 from headwater.engine.runner import GraphScheduler, NodeError, NodeOutcome
 from headwater.errors import Conflict, InvalidInput, NotFound
 from headwater.queue.handlers import JobHeldElsewhere
-from headwater.providers.base import ChatMessage
+from headwater.providers.base import ChatMessage, ChatProvider
 from headwater.runtime import Runtime
 from headwater.services import thread_journal
 from headwater.services.apps import GRAPH_KINDS, AppSnapshot
 from headwater.services.implied_graphs import IMPLIED_KINDS, run_graph
 from headwater.services.run_end import end_unattended_run
 from headwater.services.run_outcome import Exchange, RunOutcome, with_partial_mark
-from headwater.services.runs import TERMINAL_STATUSES, RunService
+from headwater.services.runs import TERMINAL_STATUSES, RunRecord, RunService
 from headwater.services.run_writer import RunWrite, RunWriter
 from headwater.services.sessions import session_memory
 from headwater.store.flow_models import FlowRunState
@@ -73,7 +73,7 @@ RUNNABLE_KINDS = GRAPH_KINDS + IMPLIED_KINDS
 # Kinds whose runs are turns of a conversation: a session, the message as `sys.query`, a reply.
 CONVERSATIONAL_KINDS = ("chatflow",) + IMPLIED_KINDS
 # More writes for the transaction that records a run (or its answer): (db, run) -> None.
-AlsoWrite = Callable[[AsyncSession, Run], Awaitable[None]]
+AlsoWrite = Callable[[AsyncSession, RunRecord], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -97,6 +97,9 @@ class FlowRequest:
     # The caller's generation parameters (OpenAI's temperature, top_p, max_tokens, stop, as a dict
     # of those set): they override a `caller_params` llm node's (a chatbot's model call).
     params: dict[str, Any] | None = None
+    # Models the caller already resolved (`<provider>/<model>` → client, model), so the run does not
+    # resolve them again: a chatbot's, checked before its turn starts.
+    resolved_models: dict[str, tuple[ChatProvider, str]] | None = None
 
 
 @dataclass(slots=True)
@@ -115,8 +118,14 @@ class FlowResult:
 
 @dataclass(slots=True)
 class _Loaded:
-    run: Run
-    state: FlowRunState
+    run: RunRecord
+    # From the run's resumable state (`FlowRunState`): the app's kind, `sys`, the start node's
+    # checked inputs, human answers given, the nodes that wait for one.
+    kind: str
+    sys: dict[str, Any]
+    inputs: dict[str, Any]
+    answers: dict[str, str]
+    waiting: list[dict[str, Any]]
     graph: CompiledGraph
     known: dict[str, NodeOutcome]
     last_seq: int
@@ -125,6 +134,7 @@ class _Loaded:
     # A foreground run's resumable state: written only if the run pauses (nothing resumes a run
     # executed by a request otherwise), so a chat turn does not write it at all.
     unwritten_state: dict[str, Any] | None = None
+    resolved_models: dict[str, tuple[ChatProvider, str]] | None = None
 
 
 @dataclass(slots=True)
@@ -188,18 +198,21 @@ class FlowService:
             },
             answers={}, waiting=[], created_at=now, updated_at=now,
         )
-        # Objects for the executor (not added to a session: the run writer inserts the rows).
-        run, state = Run(**run_row), FlowRunState(**state_row)
+        run = RunRecord(run_id, request.workspace_id, app.id, conversation.id, run_row["status"], now,
+                        run_row["started_at"])
         start = RunWrite(
             run_id, new_session=conversation.new_row, start=run_row, state=state_row if background else None,
             on_start=(lambda db: also(db, run)) if also is not None else None,
         )
+        loaded = _Loaded(run, app.kind, state_row["sys"], inputs, {}, [], graph, {}, 0)
         if not background:  # written by the run's recorder: at once when streamed, else with its first write
-            return _Loaded(run, state, graph, {}, 0, pending_start=start, unwritten_state=state_row)
+            loaded.pending_start, loaded.unwritten_state = start, state_row
+            loaded.resolved_models = request.resolved_models
+            return loaded
         await RunWriter.of(self.runtime.engine).write(start)
         await self.runtime.jobs.enqueue(FLOW_JOB_KIND, {"run_id": run_id}, workspace_id=request.workspace_id,
                                         job_id=job_id)
-        return _Loaded(run, state, graph, {}, 0)
+        return loaded
 
     async def start(self, request: FlowRequest) -> "FlowExecution":
         prepared = await self._prepare(request, background=False)
@@ -261,7 +274,7 @@ class FlowService:
             if job_id:
                 state.job_id = job_id
             if also is not None:
-                await also(db, run)
+                await also(db, RunRecord.of(run))
             await db.commit()
             session_id = run.session_id
         if background:
@@ -299,7 +312,8 @@ class FlowService:
             await end_unattended_run(self.runtime, run_id, "failed",
                                      RunFailure("app_missing", "the app of this run no longer exists", 409))
             return None
-        return _Loaded(run, state, graph, known, last_seq)
+        return _Loaded(RunRecord.of(run), state.kind, state.sys or {}, state.inputs or {}, state.answers or {},
+                       state.waiting or [], graph, known, last_seq)
 
     async def _execute(self, run_id: str, sink: asyncio.Queue | None, foreground: bool,
                        preloaded: _Loaded | None = None, streamed: bool = True) -> FlowResult | None:
@@ -313,7 +327,7 @@ class FlowService:
             if sink is not None:
                 sink.put_nowait(END_OF_STREAM)
             return None
-        run, state_row = loaded.run, loaded.state
+        run = loaded.run
         if not foreground and not await self._claim(run_id):
             if sink is not None:
                 sink.put_nowait(END_OF_STREAM)
@@ -321,10 +335,12 @@ class FlowService:
         recorder = RunRecorder(self.runtime, run_id, loaded.last_seq, sink, pending_start=loaded.pending_start,
                                resumable=not foreground, live=streamed)
         state = RunState(
-            self.runtime, run_id, run.workspace_id, run.app_id or "", state_row.kind, recorder,
-            sys=dict(state_row.sys or {}), inputs=dict(state_row.inputs or {}), answers=dict(state_row.answers or {}),
+            self.runtime, run_id, run.workspace_id, run.app_id or "", loaded.kind, recorder,
+            sys=dict(loaded.sys), inputs=dict(loaded.inputs), answers=dict(loaded.answers),
             live=streamed,
         )
+        if loaded.resolved_models:
+            state.models.update(loaded.resolved_models)
         control = self.runtime.control
         started = time.perf_counter()
         try:
@@ -355,10 +371,10 @@ class FlowService:
     @telemetry.traced_flow_run
     async def _execute_registered(self, loaded: _Loaded, state: RunState, foreground: bool,
                                   started: float) -> FlowResult:
-        run, state_row, graph, recorder = loaded.run, loaded.state, loaded.graph, state.recorder
+        run, graph, recorder = loaded.run, loaded.graph, state.recorder
         run_id = run.id
         recorder.emit(ev.RunStarted(
-            run_id=run_id, app_id=run.app_id, session_id=run.session_id, kind=state_row.kind,
+            run_id=run_id, app_id=run.app_id, session_id=run.session_id, kind=loaded.kind,
             resumed=loaded.last_seq > 0, total_nodes=len(graph.nodes),
         ))
         if run.status != "running" or run.started_at is None:  # queued until now
@@ -413,7 +429,7 @@ class FlowService:
             async def thread_end(db: AsyncSession) -> None:
                 await thread_journal.record_run_end(db, state.sys, run, status, outputs, usage, elapsed_ms, waiting)
         # What the run waits for changes when it pauses, or when it goes on after a pause.
-        state_changed = bool(waiting) or bool(loaded.state.waiting)
+        state_changed = bool(waiting) or bool(loaded.waiting)
         state_insert = None
         if loaded.unwritten_state is not None:
             if waiting:  # a run that pauses is resumed from this row
@@ -449,7 +465,7 @@ class FlowService:
         return with_partial_mark(outputs, status)
 
     @staticmethod
-    def _exchange_rows(state: RunState, run: Run, outcome: RunOutcome, now) -> list[dict[str, Any]]:
+    def _exchange_rows(state: RunState, run: RunRecord, outcome: RunOutcome, now) -> list[dict[str, Any]]:
         """A conversational run's turn in its conversation (a workflow run is not one; a thread's turn is
         written by the thread's journal)."""
         if (state.kind not in CONVERSATIONAL_KINDS or not run.session_id or not outcome.keeps_exchange
@@ -489,12 +505,7 @@ class FlowExecution:
 
     def events(self) -> AsyncIterator[Event]:
         """The run's events as they happen (closing the stream cancels the run)."""
-        preloaded, self._preloaded = self._preloaded, None
-        # A partial, not a lambda: a closure over `self` held by `self._task` would make every run a
-        # reference cycle, left for the garbage collector instead of being freed at once.
-        self._task = RunTask(partial(self.service._execute, self.run_id, foreground=True, preloaded=preloaded),
-                             name=f"run:{self.run_id}")
-        return self._task.events()
+        return self._task_for(streamed=True).events()
 
     @property
     def result(self) -> FlowResult | None:
@@ -503,10 +514,15 @@ class FlowExecution:
     async def collect(self) -> FlowResult:
         """The run to its end (or pause), for a caller that does not stream: nothing is relayed, and the
         model may answer in one piece; a quick run is recorded in one transaction."""
+        return await self._task_for(streamed=False).outcome() or await self.service.result(self.run_id)
+
+    def _task_for(self, streamed: bool) -> RunTask[FlowResult | None]:
         preloaded, self._preloaded = self._preloaded, None
+        # A partial, not a lambda: a closure over `self` held by `self._task` would make every run a
+        # reference cycle, left for the garbage collector instead of being freed at once.
         self._task = RunTask(partial(self.service._execute, self.run_id, foreground=True, preloaded=preloaded,
-                                     streamed=False), name=f"run:{self.run_id}")
-        return await self._task.outcome() or await self.service.result(self.run_id)
+                                     streamed=streamed), name=f"run:{self.run_id}")
+        return self._task
 
 
 async def _settle(awaitable):

@@ -37,7 +37,8 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine import events as ev
-from headwater.store.models import Message, Run, RunEvent, new_id, utcnow
+from headwater.services.runs import RunRecord
+from headwater.store.models import Message, RunEvent, new_id, utcnow
 from headwater.store.thread_models import Thread, ThreadItem
 
 MESSAGE, LOG, STAT, DOCUMENT = "message", "log", "stat", "document"
@@ -139,7 +140,7 @@ def document_key(message_id: str, file_id: str) -> str:
 # -- the hooks of a run's own transactions -------------------------------------------------------
 
 
-async def record_run_end(db: AsyncSession, sys: dict[str, Any], run: Run, status: str, outputs: dict[str, Any],
+async def record_run_end(db: AsyncSession, sys: dict[str, Any], run: RunRecord, status: str, outputs: dict[str, Any],
                          usage: dict[str, int], elapsed_ms: int, waiting: list[dict[str, Any]]) -> None:
     """A turn's segment ended: journal its last logs, then its question (paused) or its reply and stats."""
     journal = await open_journal(db, sys["thread_id"])

@@ -33,7 +33,7 @@ from headwater.services import thread_journal
 from headwater.services.apps import AppService
 from headwater.services.chatbot_config import DEFAULT_MODEL
 from headwater.services.flows import FlowRequest, FlowService
-from headwater.services.runs import LIVE_STATUSES
+from headwater.services.runs import LIVE_STATUSES, RunRecord
 from headwater.services.stopping import stop_run
 from headwater.services.thread_journal import DOCUMENT, LOG, MESSAGE, JournalRow
 from headwater.store.models import App, ChatSession, Message, Run, RunEvent, new_id, utcnow
@@ -176,7 +176,7 @@ class ThreadService:
         message_id = new_id()
         files = [_file(f) for f in files or ()]
 
-        async def claim_and_record(db: AsyncSession, run: Run) -> None:
+        async def claim_and_record(db: AsyncSession, run: RunRecord) -> None:
             journal = await thread_journal.open_journal(db, thread_id)
             if journal is None:
                 raise NotFound("conversation not found")
@@ -205,7 +205,7 @@ class ThreadService:
             raise Conflict("the conversation is not waiting for input")
         message_id = new_id()
 
-        async def record(db: AsyncSession, run: Run) -> None:
+        async def record(db: AsyncSession, run: RunRecord) -> None:
             journal = await thread_journal.open_journal(db, thread_id)
             if journal is None or journal.active_run_id != run.id:
                 raise Conflict("the conversation is not waiting for input")
