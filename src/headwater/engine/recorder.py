@@ -1,6 +1,6 @@
 """Numbers a run's events, hands them to the foreground stream at once, and persists them in batches.
 
-Events are written by a background writer at most every `BATCH_SECONDS`
+Events are written in batches, by a timer's task, at most every `BATCH_SECONDS`
 (tokens arrive far faster than transactions should), or at once when a caller
 needs durability (`durable()`: an effectful node of a resumable run finished,
 the run paused or ended). Every write goes through the process's run writer
@@ -9,7 +9,9 @@ the run paused or ended). Every write goes through the process's run writer
 A run whose caller does not stream (and so learns its id only with the answer)
 may start with its record not yet written (`pending_start`): a quick run then
 writes its start, events and end in one transaction; a slow one is recorded
-after `START_GRACE_SECONDS`, with whatever it emitted so far. Only events already committed are published on the bus, so a reader
+after `START_GRACE_SECONDS`, with whatever it emitted so far.
+
+Only events already committed are published on the bus, so a reader
 that replays from the store and then follows the bus never sees a gap or a
 duplicate. The foreground consumer (the request that started the run) gets
 every event as it is emitted, except those that must not be acted on before

@@ -61,7 +61,7 @@ async def follow(runtime: "Runtime", workspace_id: str, run_id: str, after_seq: 
     async with runtime.sessionmaker() as db:
         run = await RunService(db).get(workspace_id, run_id)
         state = await db.get(FlowRunState, run.id)
-        kind = await run_kind(db, run, state.kind if state is not None else None)
+        kind = await run_kind(db, run, state)
 
     async def load_after(seq: int) -> list[Event]:
         async with runtime.sessionmaker() as db:
@@ -90,7 +90,7 @@ async def progress(runtime: "Runtime", workspace_id: str, run_id: str) -> RunPro
     async with runtime.sessionmaker() as db:
         run = await RunService(db).get(workspace_id, run_id)
         state = await db.get(FlowRunState, run.id)
-        kind = await run_kind(db, run, state.kind if state is not None else None)
+        kind = await run_kind(db, run, state)
         nodes = [n for n in await node_trace(db, run.id) if "parent" not in n]
         total = await _total_nodes(db, run, kind)
         job = await db.get(Job, state.job_id) if state is not None and state.job_id else None

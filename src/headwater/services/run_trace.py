@@ -54,7 +54,7 @@ async def node_trace(db: AsyncSession, run_id: str) -> list[dict[str, Any]]:
 async def run_detail(db: AsyncSession, run: Run) -> dict[str, Any]:
     detail = run_public(run)
     state = await db.get(FlowRunState, run.id)
-    detail["kind"] = await run_kind(db, run, state.kind if state is not None else None)
+    detail["kind"] = await run_kind(db, run, state)
     detail["waiting"] = list(state.waiting or []) if state is not None and run.status == "waiting" else []
     detail["nodes"] = await node_trace(db, run.id)
     return detail

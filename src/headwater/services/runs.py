@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from headwater.engine.events import Event
 from headwater.errors import NotFound
+from headwater.store.flow_models import FlowRunState
 from headwater.store.models import App, Run, RunEvent
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -43,11 +44,11 @@ def event_rows(run_id: str, events: list[Event]) -> list[dict[str, Any]]:
             for e in events]
 
 
-async def run_kind(db: AsyncSession, run: Run, state_kind: str | None) -> str:
+async def run_kind(db: AsyncSession, run: Run, state: FlowRunState | None) -> str:
     """The kind of app the run ran: its resumable state's, else its app's (a run executed by a request
     keeps no resumable state unless it paused)."""
-    if state_kind is not None:
-        return state_kind
+    if state is not None:
+        return state.kind
     kind = await db.scalar(select(App.kind).where(App.id == run.app_id)) if run.app_id else None
     return kind or "chatbot"
 

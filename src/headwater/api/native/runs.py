@@ -1,8 +1,9 @@
 """Runs: start one (foreground, streamed, or in the background), answer a pause, stop, follow, read the trace.
 
 `POST /v1/runs` is the native way to run any app, through the machinery every
-dialect's execution routes use (FlowService: a chatbot runs as the graph its config implies). `GET /v1/runs/{id}/stream` follows
-any run live and `DELETE /v1/runs/{id}` stops any run, whichever process executes it.
+dialect's execution routes use (FlowService: a chatbot runs as the graph its
+config implies). `GET /v1/runs/{id}/stream` follows any run live and
+`DELETE /v1/runs/{id}` stops any run, whichever process executes it.
 """
 
 from __future__ import annotations

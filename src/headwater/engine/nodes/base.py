@@ -70,7 +70,8 @@ class Node:
     Config: ClassVar[type[NodeConfig]] = NodeConfig
     outputs: ClassVar[tuple[str, ...] | None] = ()
     effectful: ClassVar[bool] = False
-    # Nodes that wait on nothing (no I/O, no model): no timeout timer is armed for them.
+    # Nodes that wait on nothing (no I/O, no model): no timeout timer is armed for them, and the
+    # scheduler runs them in its own task (engine/runner.py), so they must never await.
     instant: ClassVar[bool] = False
     # Nodes that make no sense per item of a list (start, end, answer, human_input).
     allowed_in_iteration: ClassVar[bool] = True

@@ -120,7 +120,6 @@ class LlmNode(Node):
         )
 
 
-
 def _attachments(files: list[dict] | None) -> tuple[list[ImagePart], list[str]]:
     """`sys.files` (OpenAI content parts) as (images for the user's message, texts for the system prompt)."""
     images, texts = [], []

@@ -15,8 +15,8 @@ from pydantic import Field
 from headwater.engine import events as ev
 from headwater.engine.context import NodeContext
 from headwater.engine.errors import FeatureUnavailable
-from headwater.errors import InvalidInput, NotFound
 from headwater.engine.nodes.base import Node, NodeConfig, NodeResult, node_type
+from headwater.errors import InvalidInput, NotFound
 
 
 class RetrievalConfig(NodeConfig):
